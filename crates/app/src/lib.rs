@@ -1,1 +1,207 @@
+//! signet's use-cases: what an administrator does (`signet tenant add`, `signet dkim rotate`,
+//! …) and what the scheduler does (`tick`), over the store, with DNS and time injected.
+//!
+//! Every use-case runs in one store transaction and appends one audit entry, so a refused
+//! command changes nothing. DNS lookups happen outside transactions; the scheduler re-reads a
+//! config before applying what it observed.
+//!
+//! ```text
+//! let service = Service::new(store, master_key, resolver, SystemClock, settings, "cli:alice");
+//! service.add_tenant(&"contoso".parse()?).await?;
+//! service.add_domain(&"contoso".parse()?, &"contoso.com".parse()?).await?;
+//! service.set(&"contoso.com".parse()?, SetOptions { enabled: Some(true), ..Default::default() }).await?;
+//! ```
 
+mod lifecycle;
+mod scheduler;
+mod tenancy;
+
+use std::future::Future;
+
+use signet_keys::{
+    DomainName, KeyId, KeySpec, KeyZone, MasterKey, PrivateKey, PublicKey, RotationPolicy,
+    SigningConfig, Span, Timestamp,
+};
+use signet_store::{AuditEntry, Store, StoreError, Tx};
+
+pub use lifecycle::{DkimView, NewOptions, Records, SetOptions};
+pub use scheduler::TickReport;
+
+/// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Timestamp::from_unix(seconds)
+    }
+}
+
+/// A DNS lookup that could not give an answer (timeout, SERVFAIL, no server): temporary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LookupError(pub String);
+
+/// The lookups the key service needs, as verifiers on the internet would make them.
+pub trait Dns: Send + Sync {
+    /// The CNAME target at `name`, or `None` when there is no CNAME (NXDOMAIN or NODATA).
+    fn cname(&self, name: &str) -> impl Future<Output = Result<Option<String>, LookupError>> + Send;
+    /// The TXT values at `name` (each record's strings joined), following CNAMEs; empty when
+    /// there are none.
+    fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, LookupError>> + Send;
+}
+
+/// Installation settings the use-cases need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub zone: KeyZone,
+    pub rotation: RotationPolicy,
+    /// How often the scheduler re-checks each domain's CNAMEs.
+    pub check_interval: Span,
+    /// Automatic rotation for every domain without its own interval; `None` is off.
+    pub rotation_interval: Option<Span>,
+}
+
+/// Why a use-case did not happen. Nothing was changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The thing named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not allowed in the current state, or its input is wrong.
+    #[error("{0}")]
+    Refused(String),
+    /// Enabling was refused because the customer's CNAMEs are not in place.
+    #[error("{0}")]
+    CnameMissing(String),
+    /// DNS could not answer now; trying again later may work.
+    #[error("DNS lookup failed: {0}")]
+    Temporary(#[from] LookupError),
+    #[error(transparent)]
+    Keys(#[from] signet_keys::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// True for failures that may go away by themselves (DNS); false for refusals.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, AppError::Temporary(_))
+    }
+}
+
+impl From<signet_keys::RotationRefused> for AppError {
+    fn from(refused: signet_keys::RotationRefused) -> Self {
+        AppError::Refused(refused.to_string())
+    }
+}
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// The use-cases, over one store.
+#[derive(Debug)]
+pub struct Service<D, C> {
+    store: Store,
+    master: MasterKey,
+    dns: D,
+    clock: C,
+    settings: Settings,
+    actor: String,
+}
+
+impl<D: Dns, C: Clock> Service<D, C> {
+    /// `actor` names who acts, for the audit log (`cli:alice`, `scheduler`, `api:token-3`).
+    pub fn new(store: Store, master: MasterKey, dns: D, clock: C, settings: Settings, actor: impl Into<String>) -> Self {
+        Service { store, master, dns, clock, settings, actor: actor.into() }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The audit log, oldest first.
+    pub async fn audit(&self, domain: Option<&DomainName>) -> Result<Vec<AuditEntry>> {
+        Ok(self.store.begin().await?.audit(domain).await?)
+    }
+
+    /// Makes a new key: generated here, sealed at once; the private half exists in memory only.
+    fn make_key(&self, spec: KeySpec) -> Result<NewKey> {
+        self.seal_key(&PrivateKey::generate(spec)?)
+    }
+
+    fn seal_key(&self, key: &PrivateKey) -> Result<NewKey> {
+        let id = KeyId::random();
+        let sealed = self.master.seal(&key.pkcs8_der()?, id.0.as_bytes())?;
+        Ok(NewKey { id, public: key.public_key()?, sealed })
+    }
+
+    /// Opens a stored private key (for signing and for checks that the master key fits).
+    pub async fn private_key(&self, id: &KeyId) -> Result<PrivateKey> {
+        let sealed = self
+            .store
+            .begin()
+            .await?
+            .sealed_key(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("key {id} is not stored")))?;
+        let der = self.master.open(&sealed, id.0.as_bytes())?;
+        Ok(PrivateKey::from_pkcs8_der(der.expose())?)
+    }
+
+    async fn record(&self, tx: &mut Tx, action: &str, domain: Option<&DomainName>, detail: serde_json::Value) -> Result<()> {
+        let entry = AuditEntry {
+            at: self.clock.now(),
+            actor: self.actor.clone(),
+            action: action.to_string(),
+            domain: domain.map(ToString::to_string),
+            detail: detail.to_string(),
+        };
+        Ok(tx.append_audit(&entry).await?)
+    }
+}
+
+/// A freshly made key, sealed, not yet stored.
+struct NewKey {
+    id: KeyId,
+    public: PublicKey,
+    sealed: Vec<u8>,
+}
+
+/// What the audit log keeps of a config: settings and key ids, never key material.
+fn audit_view(config: &SigningConfig) -> serde_json::Value {
+    let keys: Vec<_> = config
+        .slots
+        .iter()
+        .map(|(slot, key)| {
+            serde_json::json!({
+                "slot": slot.name(),
+                "id": key.id.0,
+                "bits": key.public.spec.bits(),
+                "state": format!("{:?}", key.state),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "enabled": config.enabled,
+        "status": config.status().to_string(),
+        "algorithm": config.algorithm.to_string(),
+        "header_canonicalization": config.header_canonicalization.to_string(),
+        "body_canonicalization": config.body_canonicalization.to_string(),
+        "keys": keys,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! The DKIM lifecycle: `New-`, `Get-`, `Set-`, `Rotate-` and `Remove-DkimSigningConfig`, plus
+//! key import, public export and the records a customer publishes.
+
+use serde_json::json;
+use signet_keys::{
+    Algorithm, Canonicalization, CnameCheck, CnameFinding, DomainKind, DomainName, KeySpec,
+    PrivateKey, RotationRecord, RsaBits, SigningConfig, Slot, Slots, Status,
+    customer_selector_name,
+};
+use signet_store::{AcceptedDomain, Tx};
+
+use crate::tenancy::not_accepted;
+use crate::{AppError, Clock, Dns, NewKey, Result, Service, audit_view};
+
+/// Options of `signet dkim new`.
+#[derive(Debug, Clone, Default)]
+pub struct NewOptions {
+    pub algorithm: Algorithm,
+    pub key_size: Option<RsaBits>,
+    pub enabled: bool,
+    pub header_canonicalization: Canonicalization,
+    pub body_canonicalization: Canonicalization,
+}
+
+/// Options of `signet dkim set`; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SetOptions {
+    pub enabled: Option<bool>,
+    pub header_canonicalization: Option<Canonicalization>,
+    pub body_canonicalization: Option<Canonicalization>,
+}
+
+/// One row of `signet dkim get`: a config, or an accepted domain that has none.
+#[derive(Debug, Clone)]
+pub enum DkimView {
+    Configured(SigningConfig),
+    Unconfigured(AcceptedDomain),
+}
+
+/// What must be published for a domain: the customer's CNAMEs and signet's own TXT records.
+#[derive(Debug, Clone)]
+pub struct Records {
+    pub domain: DomainName,
+    /// (name at the customer, target in the key zone); empty for the initial domain.
+    pub cnames: Vec<(String, String)>,
+    /// (name in the key zone, `v=DKIM1; …`), one per published key.
+    pub txts: Vec<(String, String)>,
+}
+
+impl<D: Dns, C: Clock> Service<D, C> {
+    /// Creates a signing config with a new key in `selector1` (the domain must be accepted and
+    /// have none). With `enabled`, the CNAMEs are checked first.
+    pub async fn new_config(&self, domain: &DomainName, options: NewOptions) -> Result<SigningConfig> {
+        let spec = KeySpec::new(options.algorithm, options.key_size)?;
+        let accepted = self.accepted_custom_or_initial(domain).await?;
+        let mut config = self.blank_config(&accepted.tenant, domain, accepted.kind, options.algorithm);
+        config.header_canonicalization = options.header_canonicalization;
+        config.body_canonicalization = options.body_canonicalization;
+        if options.enabled {
+            config.cname_check = Some(self.require_cnames(&config).await?);
+            config.enabled = true;
+        }
+        let key = self.make_key(spec)?;
+        config.slots = Slots::with_first_key(key.id.clone(), key.public.clone(), self.clock.now());
+        let mut tx = self.store.begin().await?;
+        if tx.config(domain).await?.is_some() {
+            return Err(AppError::Refused(format!(
+                "{domain} already has a DKIM signing config; use `signet dkim rotate {domain}` for a new key, or `signet dkim remove {domain}` first"
+            )));
+        }
+        tx.save_config(&config, &[(key.id, key.sealed)]).await?;
+        self.record(&mut tx, "dkim.new", Some(domain), json!({ "after": audit_view(&config) })).await?;
+        tx.commit().await?;
+        Ok(config)
+    }
+
+    /// Configs of one domain or all, with accepted domains that have none (shown as
+    /// `NoDKIMKeys`, as the portal does). Routing domains never appear.
+    pub async fn configs(&self, domain: Option<&DomainName>) -> Result<Vec<DkimView>> {
+        let mut tx = self.store.begin().await?;
+        if let Some(domain) = domain {
+            let accepted = tx.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+            refuse_routing(&accepted)?;
+            return Ok(vec![match tx.config(domain).await? {
+                Some(config) => DkimView::Configured(config),
+                None => DkimView::Unconfigured(accepted),
+            }]);
+        }
+        let mut configs = tx.configs().await?.into_iter().peekable();
+        let mut views = Vec::new();
+        for accepted in tx.domains(None).await? {
+            if accepted.kind == DomainKind::Routing {
+                continue;
+            }
+            match configs.next_if(|c| c.domain == accepted.name) {
+                Some(config) => views.push(DkimView::Configured(config)),
+                None => views.push(DkimView::Unconfigured(accepted)),
+            }
+        }
+        Ok(views)
+    }
+
+    /// One domain's config, or a clear error.
+    pub async fn config(&self, domain: &DomainName) -> Result<SigningConfig> {
+        let mut tx = self.store.begin().await?;
+        self.existing_config(&mut tx, domain).await
+    }
+
+    /// Changes settings. Enabling checks the CNAMEs live and refuses, changing nothing, when
+    /// they are not in place.
+    pub async fn set(&self, domain: &DomainName, options: SetOptions) -> Result<SigningConfig> {
+        let current = self.config(domain).await?;
+        let check = match options.enabled {
+            Some(true) if current.kind == DomainKind::Custom => Some(self.require_cnames(&current).await?),
+            _ => None,
+        };
+        let mut tx = self.store.begin().await?;
+        let before = self.existing_config(&mut tx, domain).await?;
+        let mut after = before.clone();
+        if let Some(enabled) = options.enabled {
+            after.enabled = enabled;
+        }
+        if check.is_some() {
+            after.cname_check = check;
+        }
+        if let Some(c) = options.header_canonicalization {
+            after.header_canonicalization = c;
+        }
+        if let Some(c) = options.body_canonicalization {
+            after.body_canonicalization = c;
+        }
+        after.changed = self.clock.now();
+        tx.save_config(&after, &[]).await?;
+        self.record(&mut tx, "dkim.set", Some(domain), json!({ "before": audit_view(&before), "after": audit_view(&after) }))
+            .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Starts a rotation: a new key in the other slot, published at once, signing from
+    /// `RotateOnDate` once verifiers can see it. `key_size` applies to the new key only.
+    pub async fn rotate(&self, domain: &DomainName, key_size: Option<RsaBits>) -> Result<SigningConfig> {
+        let current = self.config(domain).await?;
+        let spec = match (current.algorithm, key_size) {
+            (Algorithm::RsaSha256, None) => current.slots.signing().map_or(KeySpec::Rsa(RsaBits::B2048), |(_, k)| k.public.spec),
+            (algorithm, size) => KeySpec::new(algorithm, size)?,
+        };
+        let key = self.make_key(spec)?;
+        self.rotate_to(domain, key, "dkim.rotate", true).await
+    }
+
+    /// Brings in an existing private key (migration from OpenDKIM). A domain without a config
+    /// gets one with this key in `selector1`; otherwise the key enters by rotation, so it signs
+    /// only once verifiers can see it.
+    pub async fn import_key(&self, domain: &DomainName, pem: &[u8]) -> Result<SigningConfig> {
+        let private = PrivateKey::from_pem(pem)?;
+        let key = self.seal_key(&private)?;
+        let mut tx = self.store.begin().await?;
+        if tx.config(domain).await?.is_some() {
+            drop(tx);
+            return self.rotate_to(domain, key, "dkim.import", false).await;
+        }
+        drop(tx);
+        let accepted = self.accepted_custom_or_initial(domain).await?;
+        let mut config = self.blank_config(&accepted.tenant, domain, accepted.kind, private.spec().algorithm());
+        config.enabled = accepted.kind == DomainKind::Initial;
+        config.slots = Slots::with_first_key(key.id.clone(), key.public.clone(), self.clock.now());
+        let mut tx = self.store.begin().await?;
+        if tx.config(domain).await?.is_some() {
+            return Err(AppError::Refused(format!("{domain} got a signing config meanwhile; import again")));
+        }
+        tx.save_config(&config, &[(key.id, key.sealed)]).await?;
+        self.record(&mut tx, "dkim.import", Some(domain), json!({ "after": audit_view(&config) })).await?;
+        tx.commit().await?;
+        Ok(config)
+    }
+
+    async fn rotate_to(&self, domain: &DomainName, key: NewKey, action: &str, require_enabled: bool) -> Result<SigningConfig> {
+        let mut tx = self.store.begin().await?;
+        let before = self.existing_config(&mut tx, domain).await?;
+        if require_enabled && !before.enabled {
+            return Err(AppError::Refused(format!(
+                "DKIM signing is not enabled for {domain}; keys can be rotated only for an enabled config (signet dkim set {domain} --enabled true)"
+            )));
+        }
+        if before.status() == Status::NoDkimKeys {
+            return Err(AppError::Refused(format!("{domain} has no DKIM key to rotate from")));
+        }
+        if key.public.spec.algorithm() != before.algorithm {
+            return Err(AppError::Refused(format!(
+                "{domain} signs with {}; a {} key cannot take over (remove the config and create it anew to change algorithm)",
+                before.algorithm,
+                key.public.spec.algorithm()
+            )));
+        }
+        let now = self.clock.now();
+        let (slots, next) = before.slots.begin_rotation(key.id.clone(), key.public.clone(), now, self.settings.rotation.delay)?;
+        let mut after = before.clone();
+        after.slots = slots;
+        after.last_rotation = Some(RotationRecord { rotate_on: now.plus(self.settings.rotation.delay), before: next.other(), after: next });
+        after.changed = now;
+        tx.save_config(&after, &[(key.id, key.sealed)]).await?;
+        self.record(&mut tx, action, Some(domain), json!({ "before": audit_view(&before), "after": audit_view(&after) })).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Deletes a config and withdraws its records. The initial domain's config stays.
+    pub async fn remove_config(&self, domain: &DomainName) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        let before = self.existing_config(&mut tx, domain).await?;
+        if before.kind == DomainKind::Initial {
+            return Err(AppError::Refused(format!(
+                "{domain} is the initial domain of tenant '{}'; its signing config cannot be removed",
+                before.tenant
+            )));
+        }
+        tx.delete_config(domain).await?;
+        self.record(&mut tx, "dkim.remove", Some(domain), json!({ "before": audit_view(&before) })).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The public record of the key that signs now: `v=DKIM1; k=…; p=…`.
+    pub async fn export_public(&self, domain: &DomainName) -> Result<String> {
+        let config = self.config(domain).await?;
+        let (_, key) = config
+            .slots
+            .signing()
+            .ok_or_else(|| AppError::NotFound(format!("{domain} has no DKIM key")))?;
+        Ok(key.public.record().to_string())
+    }
+
+    /// The CNAMEs the customer publishes and the TXT records signet serves for `domain`.
+    pub async fn records(&self, domain: &DomainName) -> Result<Records> {
+        let config = self.config(domain).await?;
+        let zone = &self.settings.zone;
+        let cnames = match config.kind {
+            DomainKind::Custom => Slot::BOTH
+                .iter()
+                .map(|slot| (customer_selector_name(domain, *slot), zone.record_name(&config.tenant, domain, *slot)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let txts = config
+            .slots
+            .iter()
+            .map(|(slot, key)| (zone.record_name(&config.tenant, domain, slot), key.public.record().to_string()))
+            .collect();
+        Ok(Records { domain: domain.clone(), cnames, txts })
+    }
+
+    /// Looks up both CNAMEs now. Lookup failures are temporary errors, not findings.
+    pub async fn check_cnames(&self, config: &SigningConfig) -> Result<CnameCheck> {
+        let zone = &self.settings.zone;
+        let mut findings = Vec::with_capacity(2);
+        for slot in Slot::BOTH {
+            let name = customer_selector_name(&config.domain, slot);
+            let found = self.dns.cname(&name).await?;
+            let expected = zone.record_name(&config.tenant, &config.domain, slot);
+            findings.push(CnameFinding::judge(found.as_deref(), &expected));
+        }
+        let selector2 = findings.pop().unwrap_or(CnameFinding::Missing);
+        let selector1 = findings.pop().unwrap_or(CnameFinding::Missing);
+        Ok(CnameCheck { at: self.clock.now(), selector1, selector2 })
+    }
+
+    /// Checks the CNAMEs and refuses with the records to publish unless both are right.
+    async fn require_cnames(&self, config: &SigningConfig) -> Result<CnameCheck> {
+        let check = self.check_cnames(config).await?;
+        if check.both_correct() {
+            return Ok(check);
+        }
+        let zone = &self.settings.zone;
+        let mut message = format!(
+            "CNAME record does not exist for this config. Please publish the following two CNAME records first.\nDomain Name : {}",
+            config.domain
+        );
+        for slot in Slot::BOTH {
+            message.push_str(&format!(
+                "\nHost Name : {}._domainkey\nPoints to address or value: {}",
+                slot.name(),
+                zone.record_name(&config.tenant, &config.domain, slot)
+            ));
+        }
+        message.push_str("\nIf you have already published the CNAME records, sync can take from a few minutes to several days depending on your DNS.");
+        let mut with_check = config.clone();
+        with_check.cname_check = Some(check);
+        message.push_str(&format!("\nFound: {}", with_check.status_detail(zone)));
+        Err(AppError::CnameMissing(message))
+    }
+
+    async fn existing_config(&self, tx: &mut Tx, domain: &DomainName) -> Result<SigningConfig> {
+        if let Some(config) = tx.config(domain).await? {
+            return Ok(config);
+        }
+        let accepted = tx.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+        refuse_routing(&accepted)?;
+        Err(AppError::NotFound(format!(
+            "{domain} has no DKIM signing config; create one with `signet dkim new {domain}`"
+        )))
+    }
+
+    async fn accepted_custom_or_initial(&self, domain: &DomainName) -> Result<AcceptedDomain> {
+        let accepted = self.store.begin().await?.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+        refuse_routing(&accepted)?;
+        Ok(accepted)
+    }
+}
+
+fn refuse_routing(accepted: &AcceptedDomain) -> Result<()> {
+    if accepted.kind == DomainKind::Routing {
+        return Err(AppError::Refused(format!(
+            "{} is the routing domain of tenant '{}'; it exists for routing only and can never be DKIM-enabled",
+            accepted.name, accepted.tenant
+        )));
+    }
+    Ok(())
+}
