@@ -1,1 +1,426 @@
-fn main() {}
+//! `signet`: the one binary. Parses the command line, loads the installation, calls the
+//! use-cases in `signet-app`, and prints what they return.
+
+mod config;
+mod output;
+mod resolver;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use signet_app::{AppError, DkimView, NewOptions, Service, SetOptions, Settings, SystemClock};
+use signet_keys::{Algorithm, Canonicalization, DomainName, RsaBits, TenantName};
+use signet_store::Store;
+
+use crate::config::Config;
+use crate::resolver::HickoryDns;
+
+#[derive(Debug, Parser)]
+#[command(name = "signet", version, about = "Self-hosted DKIM signing: keys, key zone, rotation")]
+struct Cli {
+    /// The installation's directory (signet.toml, database, master key).
+    #[arg(long, global = true, env = "SIGNET_DATA_DIR", default_value = "./signet-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new installation: data directory, signet.toml, database, master key.
+    Init(InitArgs),
+    /// Tenants (customer organisations).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Accepted domains of tenants.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// DKIM signing configs: new, get, set, rotate, remove, import, export-public.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
+    /// Everything to publish for a domain: the customer's CNAMEs and signet's TXT records.
+    Records {
+        domain: DomainName,
+        #[arg(long, value_enum, default_value_t = RecordsFormat::Table)]
+        format: RecordsFormat,
+    },
+    /// The audit log of every change.
+    Audit {
+        #[arg(long)]
+        domain: Option<DomainName>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Run one scheduler pass now: CNAME checks, switch-overs, retirements, automatic rotation.
+    Tick,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// The DNS zone signet serves, e.g. dkim.example.net.
+    #[arg(long)]
+    key_zone: DomainName,
+    /// An upstream DNS server for CNAME checks (repeatable); default: the system resolver.
+    #[arg(long = "resolver", value_name = "ADDR:PORT")]
+    resolvers: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its initial domain <name>.<key zone> (signing) and routing domain.
+    Add { name: TenantName },
+    List {
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Remove a tenant that has no accepted domains left.
+    Remove { name: TenantName },
+}
+
+#[derive(Debug, Subcommand)]
+enum DomainCommand {
+    /// Accept a domain for a tenant; creates its signing config (disabled) with a key.
+    Add { tenant: TenantName, domain: DomainName },
+    List {
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Remove an accepted domain with its signing config and keys.
+    Remove { domain: DomainName },
+}
+
+#[derive(Debug, Subcommand)]
+enum DkimCommand {
+    /// Create a signing config with a new key in selector1 (New-DkimSigningConfig).
+    New {
+        domain: DomainName,
+        #[arg(long)]
+        key_size: Option<RsaBits>,
+        #[arg(long, default_value = "rsa-sha256")]
+        algorithm: Algorithm,
+        #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
+        enabled: bool,
+        #[arg(long, default_value = "relaxed")]
+        header_canonicalization: Canonicalization,
+        #[arg(long, default_value = "relaxed")]
+        body_canonicalization: Canonicalization,
+    },
+    /// Show signing configs (Get-DkimSigningConfig).
+    Get {
+        domain: Option<DomainName>,
+        #[arg(long, value_enum, default_value_t = GetFormat::List)]
+        format: GetFormat,
+    },
+    /// Change settings; enabling checks the CNAMEs first (Set-DkimSigningConfig).
+    Set {
+        domain: DomainName,
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        header_canonicalization: Option<Canonicalization>,
+        #[arg(long)]
+        body_canonicalization: Option<Canonicalization>,
+    },
+    /// Put a new key in the other selector; it signs after the rotation delay (Rotate-DkimSigningConfig).
+    Rotate {
+        domain: DomainName,
+        #[arg(long)]
+        key_size: Option<RsaBits>,
+    },
+    /// Delete a signing config and withdraw its records.
+    Remove { domain: DomainName },
+    /// Bring in an existing PEM private key (PKCS#1 or PKCS#8, RSA or Ed25519).
+    Import {
+        domain: DomainName,
+        /// The key file; `-` reads standard input.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Print the public record (v=DKIM1; k=…; p=…) of the key signing now.
+    ExportPublic { domain: DomainName },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GetFormat {
+    List,
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TableFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RecordsFormat {
+    Table,
+    Zone,
+    Json,
+}
+
+/// Exit status for a temporary failure (sysexits' EX_TEMPFAIL): try again later.
+const EXIT_TEMPORARY: u8 = 75;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One clear line: clap's first line names the argument and the problem.
+            let text = e.render().to_string();
+            eprintln!("{} (see signet --help)", text.lines().next().unwrap_or("invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let temporary = e.downcast_ref::<AppError>().is_some_and(AppError::is_temporary);
+            if temporary { ExitCode::from(EXIT_TEMPORARY) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let data_dir = cli.data_dir;
+    match cli.command {
+        Command::Init(args) => init(&data_dir, &args).await,
+        command => {
+            let (config, service) = open(&data_dir).await?;
+            let result = dispatch(command, &config, &service).await;
+            service.store().close().await;
+            result
+        }
+    }
+}
+
+type Signet = Service<HickoryDns, SystemClock>;
+
+async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
+    let config = Config::load(data_dir)?;
+    let master = config.master_key()?;
+    let store = Store::open(&config.database_path()).await?;
+    let dns = HickoryDns::new(&config.resolver)?;
+    let settings = Settings {
+        zone: config.key_zone.clone(),
+        rotation: config.rotation,
+        check_interval: config.check_interval,
+        rotation_interval: config.rotation_interval,
+    };
+    let service = Service::new(store, master, dns, SystemClock, settings, actor());
+    Ok((config, service))
+}
+
+/// Who is acting, for the audit log: the operating-system user.
+fn actor() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
+    let config = config::init(data_dir, &args.key_zone, &args.resolvers)?;
+    if let Err(e) = Store::create(&config.database_path()).await {
+        // Leave nothing half-made: the directory held no installation before.
+        for file in [config::CONFIG_FILE, config::MASTER_KEY_FILE] {
+            let _ = std::fs::remove_file(data_dir.join(file));
+        }
+        return Err(e.into());
+    }
+    println!("Initialised {} for key zone {}.", data_dir.display(), args.key_zone);
+    println!("  config:     {}", data_dir.join(config::CONFIG_FILE).display());
+    println!("  database:   {}", config.database_path().display());
+    println!("  master key: {} (mode 0600; back it up apart from the database)", config.master_key_file.display());
+    println!("Next: signet tenant add NAME");
+    Ok(())
+}
+
+async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result<()> {
+    match command {
+        Command::Init(_) => unreachable!("handled before opening the installation"),
+        Command::Tenant(command) => tenant(command, service).await,
+        Command::Domain(command) => domain(command, service).await,
+        Command::Dkim(command) => dkim(command, service).await,
+        Command::Records { domain, format } => {
+            let records = service.records(&domain).await?;
+            let ttl = config.dns.ttl;
+            print!(
+                "{}",
+                match format {
+                    RecordsFormat::Table => output::records_table(&records, &config.key_zone),
+                    RecordsFormat::Zone => output::records_zone(&records, ttl),
+                    RecordsFormat::Json => output::records_json(&records, ttl),
+                }
+            );
+            Ok(())
+        }
+        Command::Audit { domain, format } => audit(service, domain.as_ref(), format).await,
+        Command::Tick => {
+            let report = service.tick().await?;
+            for event in &report.events {
+                println!("{event}");
+            }
+            if report.events.is_empty() {
+                println!("nothing to do");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn tenant(command: TenantCommand, service: &Signet) -> Result<()> {
+    match command {
+        TenantCommand::Add { name } => {
+            let initial = service.add_tenant(&name).await?;
+            let routing = service.settings().zone.routing_domain(&name)?;
+            println!("Tenant '{name}' created.");
+            println!("  initial domain: {} (signing, key in selector1)", initial.domain);
+            println!("  routing domain: {routing} (routing only, never signs)");
+        }
+        TenantCommand::List { format } => {
+            let zone = &service.settings().zone;
+            let rows: Vec<Vec<String>> = service
+                .tenants()
+                .await?
+                .iter()
+                .map(|t| {
+                    let initial = zone.initial_domain(&t.name).map(|d| d.to_string()).unwrap_or_default();
+                    vec![t.name.to_string(), initial, t.created.rfc3339()]
+                })
+                .collect();
+            print_rows(&["Name", "InitialDomain", "WhenCreated"], &["name", "initial_domain", "when_created"], &rows, format);
+        }
+        TenantCommand::Remove { name } => {
+            service.remove_tenant(&name).await?;
+            println!("Tenant '{name}' removed.");
+        }
+    }
+    Ok(())
+}
+
+async fn domain(command: DomainCommand, service: &Signet) -> Result<()> {
+    match command {
+        DomainCommand::Add { tenant, domain } => {
+            service.add_domain(&tenant, &domain).await?;
+            let zone = &service.settings().zone;
+            let initial = zone.initial_domain(&tenant)?;
+            println!("{domain} accepted for tenant '{tenant}'. DKIM: key in selector1, not enabled.");
+            println!("Until enabled, mail from {domain} is signed with d={initial}.");
+            println!("Publish the CNAMEs shown by `signet records {domain}`, then run `signet dkim set {domain} --enabled true`.");
+        }
+        DomainCommand::List { tenant, format } => {
+            let rows: Vec<Vec<String>> = service
+                .domains(tenant.as_ref())
+                .await?
+                .iter()
+                .map(|d| vec![d.name.to_string(), d.tenant.to_string(), d.kind.to_string(), d.created.rfc3339()])
+                .collect();
+            print_rows(&["Name", "Tenant", "Kind", "WhenCreated"], &["name", "tenant", "kind", "when_created"], &rows, format);
+        }
+        DomainCommand::Remove { domain } => {
+            service.remove_domain(&domain).await?;
+            println!("{domain} removed, with its signing config; its key records are withdrawn.");
+        }
+    }
+    Ok(())
+}
+
+async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
+    let zone = service.settings().zone.clone();
+    let show = |config| output::list(&[output::config_properties(&DkimView::Configured(config), &zone)]);
+    match command {
+        DkimCommand::New { domain, key_size, algorithm, enabled, header_canonicalization, body_canonicalization } => {
+            let options = NewOptions { algorithm, key_size, enabled, header_canonicalization, body_canonicalization };
+            print!("{}", show(service.new_config(&domain, options).await?));
+        }
+        DkimCommand::Get { domain, format } => {
+            let views = service.configs(domain.as_ref()).await?;
+            let records: Vec<_> = views.iter().map(|v| output::config_properties(v, &zone)).collect();
+            print!(
+                "{}",
+                match format {
+                    GetFormat::List => output::list(&records),
+                    GetFormat::Json => output::json(&records, domain.is_some()),
+                    GetFormat::Table => output::table(&records, &["Domain", "Enabled", "Status", "SigningSelector", "Selector1KeySize", "Selector2KeySize", "RotateOnDate", "LastChecked"]),
+                }
+            );
+        }
+        DkimCommand::Set { domain, enabled, header_canonicalization, body_canonicalization } => {
+            let options = SetOptions { enabled, header_canonicalization, body_canonicalization };
+            print!("{}", show(service.set(&domain, options).await?));
+        }
+        DkimCommand::Rotate { domain, key_size } => print!("{}", show(service.rotate(&domain, key_size).await?)),
+        DkimCommand::Remove { domain } => {
+            service.remove_config(&domain).await?;
+            println!("DKIM signing config of {domain} removed; its key records are withdrawn.");
+        }
+        DkimCommand::Import { domain, key } => {
+            let pem = read_input(&key)?;
+            print!("{}", show(service.import_key(&domain, &pem).await?));
+        }
+        DkimCommand::ExportPublic { domain } => println!("{}", service.export_public(&domain).await?),
+    }
+    Ok(())
+}
+
+async fn audit(service: &Signet, domain: Option<&DomainName>, format: TableFormat) -> Result<()> {
+    let rows: Vec<Vec<String>> = service
+        .audit(domain)
+        .await?
+        .into_iter()
+        .map(|e| vec![e.at.rfc3339(), e.actor, e.action, e.domain.unwrap_or_default(), e.detail])
+        .collect();
+    print_rows(&["When", "Who", "What", "Domain", "Detail"], &["when", "who", "what", "domain", "detail"], &rows, format);
+    Ok(())
+}
+
+fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: TableFormat) {
+    match format {
+        TableFormat::Table => print!("{}", output::plain_table(header, rows)),
+        TableFormat::Json => {
+            let objects: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    keys.iter()
+                        .zip(row)
+                        .map(|(k, v)| {
+                            let value = serde_json::from_str::<serde_json::Value>(v)
+                                .ok()
+                                .filter(serde_json::Value::is_object)
+                                .unwrap_or_else(|| serde_json::Value::String(v.clone()));
+                            ((*k).to_string(), value)
+                        })
+                        .collect::<serde_json::Map<_, _>>()
+                        .into()
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&objects).unwrap_or_default());
+        }
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}

@@ -83,7 +83,7 @@ pub enum AppError {
     #[error("{0}")]
     CnameMissing(String),
     /// DNS could not answer now; trying again later may work.
-    #[error("DNS lookup failed: {0}")]
+    #[error("DNS lookup failed")]
     Temporary(#[from] LookupError),
     #[error(transparent)]
     Keys(#[from] signet_keys::Error),

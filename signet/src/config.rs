@@ -1,0 +1,298 @@
+//! The data directory and `signet.toml`: raw (serde) -> typed, as ripgrep does with its args.
+//!
+//! Precedence: command-line flags, then the file, then the defaults written here.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use signet_keys::{DomainName, KeyZone, MINIMUM_ROTATION_INTERVAL, MasterKey, RotationPolicy, Span};
+
+pub const CONFIG_FILE: &str = "signet.toml";
+pub const DATABASE_FILE: &str = "signet.db";
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// Environment variable that may hold the master key (base64) instead of a file.
+pub const MASTER_KEY_ENV: &str = "SIGNET_MASTER_KEY";
+
+/// `signet.toml` as written. Unknown keys are errors, so a typo never goes unnoticed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    key_zone: String,
+    master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    resolver: RawResolver,
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    rotation: RawRotation,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResolver {
+    #[serde(default)]
+    nameservers: Vec<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Option<String>,
+    ttl: Option<u32>,
+    #[serde(default)]
+    nameservers: Vec<String>,
+    #[serde(default)]
+    secondaries: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotation {
+    delay: Option<String>,
+    retention: Option<String>,
+    check_interval: Option<String>,
+    interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    relay_listen: Option<String>,
+    submission_listen: Option<String>,
+    smart_host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+/// The installation's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub key_zone: KeyZone,
+    pub master_key_file: PathBuf,
+    pub resolver: ResolverSettings,
+    pub dns: DnsSettings,
+    pub rotation: RotationPolicy,
+    pub check_interval: Span,
+    pub rotation_interval: Option<Span>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    /// Upstream servers; empty means the system resolver (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsSettings {
+    pub listen: SocketAddr,
+    pub ttl: u32,
+    pub nameservers: Vec<String>,
+    pub secondaries: Vec<SocketAddr>,
+}
+
+impl Config {
+    /// Reads `DIR/signet.toml`, explaining what to do when there is no installation.
+    pub fn load(data_dir: &Path) -> Result<Config> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no signet installation in {} ({CONFIG_FILE} not found); run `signet init --key-zone ZONE` first, or pass --data-dir",
+                data_dir.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        Self::parse(data_dir, &text).with_context(|| format!("invalid {}", path.display()))
+    }
+
+    fn parse(data_dir: &Path, text: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let zone: DomainName = raw.key_zone.parse().context("key_zone")?;
+        let span = |value: Option<String>, default: Span, name: &str| -> Result<Span> {
+            value.map_or(Ok(default), |v| v.parse().with_context(|| name.to_string()))
+        };
+        let rotation = RotationPolicy {
+            delay: span(raw.rotation.delay, Span::hours(96), "[rotation] delay")?,
+            retention: span(raw.rotation.retention, Span::days(7), "[rotation] retention")?,
+        };
+        let rotation_interval = match raw.rotation.interval {
+            Some(v) => {
+                let interval: Span = v.parse().context("[rotation] interval")?;
+                if interval < MINIMUM_ROTATION_INTERVAL {
+                    bail!("[rotation] interval is {interval}; the minimum is {MINIMUM_ROTATION_INTERVAL}");
+                }
+                Some(interval)
+            }
+            None => None,
+        };
+        let _ = (raw.smtp.relay_listen, raw.smtp.submission_listen, raw.smtp.smart_host, raw.http.listen);
+        Ok(Config {
+            data_dir: data_dir.to_path_buf(),
+            master_key_file: data_dir.join(raw.master_key_file.unwrap_or_else(|| MASTER_KEY_FILE.into())),
+            resolver: ResolverSettings {
+                nameservers: addresses(&raw.resolver.nameservers, 53, "[resolver] nameservers")?,
+                timeout: span(raw.resolver.timeout, Span::seconds_from(5), "[resolver] timeout")?,
+            },
+            dns: DnsSettings {
+                listen: address(raw.dns.listen.as_deref().unwrap_or("127.0.0.1:5300"), 53, "[dns] listen")?,
+                ttl: raw.dns.ttl.unwrap_or(3600),
+                nameservers: raw.dns.nameservers,
+                secondaries: addresses(&raw.dns.secondaries, 53, "[dns] secondaries")?,
+            },
+            key_zone: KeyZone::new(zone),
+            rotation,
+            check_interval: span(raw.rotation.check_interval, Span::hours(1), "[rotation] check_interval")?,
+            rotation_interval,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join(DATABASE_FILE)
+    }
+
+    /// The master key, from `SIGNET_MASTER_KEY` or the key file (which must be private).
+    pub fn master_key(&self) -> Result<MasterKey> {
+        if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+            return MasterKey::from_text(&text).with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
+        }
+        let path = &self.master_key_file;
+        let cannot = || format!("cannot read the master key {}", path.display());
+        let meta = fs::metadata(path).with_context(cannot)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!(
+                "the master key {} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                meta.permissions().mode() & 0o777,
+                path.display()
+            );
+        }
+        let text = zeroize::Zeroizing::new(fs::read_to_string(path).with_context(cannot)?);
+        MasterKey::from_text(&text).with_context(|| format!("the master key {} is malformed", path.display()))
+    }
+}
+
+fn address(text: &str, default_port: u16, what: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .with_context(|| format!("{what}: '{text}' is not an address like 127.0.0.1:53"))
+}
+
+fn addresses(texts: &[String], default_port: u16, what: &str) -> Result<Vec<SocketAddr>> {
+    texts.iter().map(|t| address(t, default_port, what)).collect()
+}
+
+/// Creates a new installation: the directory, `signet.toml`, the master key (0600).
+/// Refuses to overwrite anything; the caller creates the database last.
+pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Result<Config> {
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        bail!("{} already exists; this data directory is initialised", config_path.display());
+    }
+    addresses(resolvers, 53, "--resolver")?;
+    fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let key_path = data_dir.join(MASTER_KEY_FILE);
+    let master = MasterKey::generate()?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key_path)
+        .with_context(|| format!("cannot create the master key {}", key_path.display()))?;
+    file.write_all(master.to_text().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    let text = template(key_zone, resolvers);
+    let config = Config::parse(data_dir, &text)?;
+    fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(config)
+}
+
+fn template(key_zone: &DomainName, resolvers: &[String]) -> String {
+    let nameservers = resolvers.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>().join(", ");
+    let resolver_line = if resolvers.is_empty() {
+        "# nameservers = [\"127.0.0.1:53\"]   # empty: the system resolver".to_string()
+    } else {
+        format!("nameservers = [{nameservers}]")
+    };
+    format!(
+        r#"# signet configuration. Command-line flags override these settings.
+
+# The DNS zone signet serves; customers' CNAMEs point into it.
+key_zone = "{key_zone}"
+# master_key_file = "{MASTER_KEY_FILE}"   # relative to this directory; or set {MASTER_KEY_ENV}
+
+[resolver]   # used to check customers' CNAMEs and to see new keys as verifiers will
+{resolver_line}
+timeout = "5s"
+
+[dns]        # the authoritative server for the key zone
+listen = "127.0.0.1:5300"
+ttl = 3600
+# nameservers = ["ns1.{key_zone}"]
+# secondaries = ["192.0.2.53:53"]
+
+[rotation]
+delay = "96h"          # from rotate to the earliest switch-over (RotateOnDate)
+retention = "7d"       # how long a replaced key stays published
+check_interval = "1h"  # how often CNAMEs are re-checked
+# interval = "90d"     # automatic rotation, off unless set (minimum 5d)
+
+[smtp]
+relay_listen = "127.0.0.1:2525"
+submission_listen = "127.0.0.1:2587"
+# smart_host = "mail.example.net:25"
+
+[http]
+listen = "127.0.0.1:8080"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        let zone: DomainName = "dkim.example.net".parse().unwrap();
+        let config = Config::parse(Path::new("/d"), &template(&zone, &["127.0.0.1:5353".into()])).unwrap();
+        assert_eq!(config.rotation, RotationPolicy::default());
+        assert_eq!(config.check_interval, Span::hours(1));
+        assert_eq!(config.resolver.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(config.master_key_file, Path::new("/d/master.key"));
+        assert_eq!(config.rotation_interval, None);
+    }
+
+    #[test]
+    fn bad_settings_name_the_problem() {
+        for (text, why) in [
+            ("key_zone = \"x\"", "key_zone"),
+            ("key_zone = \"a.example\"\ntypo = 1", "unknown field `typo`"),
+            ("key_zone = \"a.example\"\n[rotation]\ndelay = \"4 days\"", "[rotation] delay"),
+            ("key_zone = \"a.example\"\n[rotation]\ninterval = \"1d\"", "minimum is 5d"),
+            ("key_zone = \"a.example\"\n[resolver]\nnameservers = [\"dns.google\"]", "[resolver] nameservers"),
+        ] {
+            let err = format!("{:#}", Config::parse(Path::new("/d"), text).unwrap_err());
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+}
