@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use signet_keys::{DomainName, KeyZone, MINIMUM_ROTATION_INTERVAL, MasterKey, RotationPolicy, Span};
+use signet_keys::{
+    DomainName, KeyZone, MINIMUM_ROTATION_INTERVAL, MasterKey, RotationPolicy, Span,
+};
 
 pub const CONFIG_FILE: &str = "signet.toml";
 pub const DATABASE_FILE: &str = "signet.db";
@@ -122,42 +124,69 @@ impl Config {
     }
 
     fn parse(data_dir: &Path, text: &str) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         let zone: DomainName = raw.key_zone.parse().context("key_zone")?;
         let span = |value: Option<String>, default: Span, name: &str| -> Result<Span> {
             value.map_or(Ok(default), |v| v.parse().with_context(|| name.to_string()))
         };
         let rotation = RotationPolicy {
             delay: span(raw.rotation.delay, Span::hours(96), "[rotation] delay")?,
-            retention: span(raw.rotation.retention, Span::days(7), "[rotation] retention")?,
+            retention: span(
+                raw.rotation.retention,
+                Span::days(7),
+                "[rotation] retention",
+            )?,
         };
         let rotation_interval = match raw.rotation.interval {
             Some(v) => {
                 let interval: Span = v.parse().context("[rotation] interval")?;
                 if interval < MINIMUM_ROTATION_INTERVAL {
-                    bail!("[rotation] interval is {interval}; the minimum is {MINIMUM_ROTATION_INTERVAL}");
+                    bail!(
+                        "[rotation] interval is {interval}; the minimum is {MINIMUM_ROTATION_INTERVAL}"
+                    );
                 }
                 Some(interval)
             }
             None => None,
         };
-        let _ = (raw.smtp.relay_listen, raw.smtp.submission_listen, raw.smtp.smart_host, raw.http.listen);
+        let _ = (
+            raw.smtp.relay_listen,
+            raw.smtp.submission_listen,
+            raw.smtp.smart_host,
+            raw.http.listen,
+        );
         Ok(Config {
             data_dir: data_dir.to_path_buf(),
-            master_key_file: data_dir.join(raw.master_key_file.unwrap_or_else(|| MASTER_KEY_FILE.into())),
+            master_key_file: data_dir.join(
+                raw.master_key_file
+                    .unwrap_or_else(|| MASTER_KEY_FILE.into()),
+            ),
             resolver: ResolverSettings {
                 nameservers: addresses(&raw.resolver.nameservers, 53, "[resolver] nameservers")?,
-                timeout: span(raw.resolver.timeout, Span::seconds_from(5), "[resolver] timeout")?,
+                timeout: span(
+                    raw.resolver.timeout,
+                    Span::seconds_from(5),
+                    "[resolver] timeout",
+                )?,
             },
             dns: DnsSettings {
-                listen: address(raw.dns.listen.as_deref().unwrap_or("127.0.0.1:5300"), 53, "[dns] listen")?,
+                listen: address(
+                    raw.dns.listen.as_deref().unwrap_or("127.0.0.1:5300"),
+                    53,
+                    "[dns] listen",
+                )?,
                 ttl: raw.dns.ttl.unwrap_or(3600),
                 nameservers: raw.dns.nameservers,
                 secondaries: addresses(&raw.dns.secondaries, 53, "[dns] secondaries")?,
             },
             key_zone: KeyZone::new(zone),
             rotation,
-            check_interval: span(raw.rotation.check_interval, Span::hours(1), "[rotation] check_interval")?,
+            check_interval: span(
+                raw.rotation.check_interval,
+                Span::hours(1),
+                "[rotation] check_interval",
+            )?,
             rotation_interval,
         })
     }
@@ -169,7 +198,8 @@ impl Config {
     /// The master key, from `SIGNET_MASTER_KEY` or the key file (which must be private).
     pub fn master_key(&self) -> Result<MasterKey> {
         if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
-            return MasterKey::from_text(&text).with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
+            return MasterKey::from_text(&text)
+                .with_context(|| format!("{MASTER_KEY_ENV} is not a master key"));
         }
         let path = &self.master_key_file;
         let cannot = || format!("cannot read the master key {}", path.display());
@@ -183,7 +213,8 @@ impl Config {
             );
         }
         let text = zeroize::Zeroizing::new(fs::read_to_string(path).with_context(cannot)?);
-        MasterKey::from_text(&text).with_context(|| format!("the master key {} is malformed", path.display()))
+        MasterKey::from_text(&text)
+            .with_context(|| format!("the master key {} is malformed", path.display()))
     }
 }
 
@@ -197,7 +228,10 @@ fn address(text: &str, default_port: u16, what: &str) -> Result<SocketAddr> {
 }
 
 fn addresses(texts: &[String], default_port: u16, what: &str) -> Result<Vec<SocketAddr>> {
-    texts.iter().map(|t| address(t, default_port, what)).collect()
+    texts
+        .iter()
+        .map(|t| address(t, default_port, what))
+        .collect()
 }
 
 /// Creates a new installation: the directory, `signet.toml`, the master key (0600).
@@ -205,10 +239,14 @@ fn addresses(texts: &[String], default_port: u16, what: &str) -> Result<Vec<Sock
 pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Result<Config> {
     let config_path = data_dir.join(CONFIG_FILE);
     if config_path.exists() {
-        bail!("{} already exists; this data directory is initialised", config_path.display());
+        bail!(
+            "{} already exists; this data directory is initialised",
+            config_path.display()
+        );
     }
     addresses(resolvers, 53, "--resolver")?;
-    fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let key_path = data_dir.join(MASTER_KEY_FILE);
     let master = MasterKey::generate()?;
     let mut file = fs::OpenOptions::new()
@@ -222,12 +260,17 @@ pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Res
     file.sync_all()?;
     let text = template(key_zone, resolvers);
     let config = Config::parse(data_dir, &text)?;
-    fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;
+    fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     Ok(config)
 }
 
 fn template(key_zone: &DomainName, resolvers: &[String]) -> String {
-    let nameservers = resolvers.iter().map(|r| format!("{r:?}")).collect::<Vec<_>>().join(", ");
+    let nameservers = resolvers
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let resolver_line = if resolvers.is_empty() {
         "# nameservers = [\"127.0.0.1:53\"]   # empty: the system resolver".to_string()
     } else {
@@ -274,10 +317,17 @@ mod tests {
     #[test]
     fn the_template_parses_to_the_defaults() {
         let zone: DomainName = "dkim.example.net".parse().unwrap();
-        let config = Config::parse(Path::new("/d"), &template(&zone, &["127.0.0.1:5353".into()])).unwrap();
+        let config = Config::parse(
+            Path::new("/d"),
+            &template(&zone, &["127.0.0.1:5353".into()]),
+        )
+        .unwrap();
         assert_eq!(config.rotation, RotationPolicy::default());
         assert_eq!(config.check_interval, Span::hours(1));
-        assert_eq!(config.resolver.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(
+            config.resolver.nameservers,
+            ["127.0.0.1:5353".parse().unwrap()]
+        );
         assert_eq!(config.master_key_file, Path::new("/d/master.key"));
         assert_eq!(config.rotation_interval, None);
     }
@@ -287,9 +337,18 @@ mod tests {
         for (text, why) in [
             ("key_zone = \"x\"", "key_zone"),
             ("key_zone = \"a.example\"\ntypo = 1", "unknown field `typo`"),
-            ("key_zone = \"a.example\"\n[rotation]\ndelay = \"4 days\"", "[rotation] delay"),
-            ("key_zone = \"a.example\"\n[rotation]\ninterval = \"1d\"", "minimum is 5d"),
-            ("key_zone = \"a.example\"\n[resolver]\nnameservers = [\"dns.google\"]", "[resolver] nameservers"),
+            (
+                "key_zone = \"a.example\"\n[rotation]\ndelay = \"4 days\"",
+                "[rotation] delay",
+            ),
+            (
+                "key_zone = \"a.example\"\n[rotation]\ninterval = \"1d\"",
+                "minimum is 5d",
+            ),
+            (
+                "key_zone = \"a.example\"\n[resolver]\nnameservers = [\"dns.google\"]",
+                "[resolver] nameservers",
+            ),
         ] {
             let err = format!("{:#}", Config::parse(Path::new("/d"), text).unwrap_err());
             assert!(err.contains(why), "{text}: {err}");

@@ -19,10 +19,19 @@ use crate::config::Config;
 use crate::resolver::HickoryDns;
 
 #[derive(Debug, Parser)]
-#[command(name = "signet", version, about = "Self-hosted DKIM signing: keys, key zone, rotation")]
+#[command(
+    name = "signet",
+    version,
+    about = "Self-hosted DKIM signing: keys, key zone, rotation"
+)]
 struct Cli {
     /// The installation's directory (signet.toml, database, master key).
-    #[arg(long, global = true, env = "SIGNET_DATA_DIR", default_value = "./signet-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNET_DATA_DIR",
+        default_value = "./signet-data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -83,7 +92,10 @@ enum TenantCommand {
 #[derive(Debug, Subcommand)]
 enum DomainCommand {
     /// Accept a domain for a tenant; creates its signing config (disabled) with a key.
-    Add { tenant: TenantName, domain: DomainName },
+    Add {
+        tenant: TenantName,
+        domain: DomainName,
+    },
     List {
         #[arg(long)]
         tenant: Option<TenantName>,
@@ -178,11 +190,17 @@ fn main() -> ExitCode {
         Err(e) => {
             // One clear line: clap's first line names the argument and the problem.
             let text = e.render().to_string();
-            eprintln!("{} (see signet --help)", text.lines().next().unwrap_or("invalid arguments"));
+            eprintln!(
+                "{} (see signet --help)",
+                text.lines().next().unwrap_or("invalid arguments")
+            );
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -193,8 +211,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let temporary = e.downcast_ref::<AppError>().is_some_and(AppError::is_temporary);
-            if temporary { ExitCode::from(EXIT_TEMPORARY) } else { ExitCode::FAILURE }
+            let temporary = e
+                .downcast_ref::<AppError>()
+                .is_some_and(AppError::is_temporary);
+            if temporary {
+                ExitCode::from(EXIT_TEMPORARY)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -231,7 +255,9 @@ async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
 
 /// Who is acting, for the audit log: the operating-system user.
 fn actor() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     format!("cli:{user}")
 }
 
@@ -244,10 +270,20 @@ async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
         }
         return Err(e.into());
     }
-    println!("Initialised {} for key zone {}.", data_dir.display(), args.key_zone);
-    println!("  config:     {}", data_dir.join(config::CONFIG_FILE).display());
+    println!(
+        "Initialised {} for key zone {}.",
+        data_dir.display(),
+        args.key_zone
+    );
+    println!(
+        "  config:     {}",
+        data_dir.join(config::CONFIG_FILE).display()
+    );
     println!("  database:   {}", config.database_path().display());
-    println!("  master key: {} (mode 0600; back it up apart from the database)", config.master_key_file.display());
+    println!(
+        "  master key: {} (mode 0600; back it up apart from the database)",
+        config.master_key_file.display()
+    );
     println!("Next: signet tenant add NAME");
     Ok(())
 }
@@ -291,7 +327,10 @@ async fn tenant(command: TenantCommand, service: &Signet) -> Result<()> {
             let initial = service.add_tenant(&name).await?;
             let routing = service.settings().zone.routing_domain(&name)?;
             println!("Tenant '{name}' created.");
-            println!("  initial domain: {} (signing, key in selector1)", initial.domain);
+            println!(
+                "  initial domain: {} (signing, key in selector1)",
+                initial.domain
+            );
             println!("  routing domain: {routing} (routing only, never signs)");
         }
         TenantCommand::List { format } => {
@@ -301,11 +340,19 @@ async fn tenant(command: TenantCommand, service: &Signet) -> Result<()> {
                 .await?
                 .iter()
                 .map(|t| {
-                    let initial = zone.initial_domain(&t.name).map(|d| d.to_string()).unwrap_or_default();
+                    let initial = zone
+                        .initial_domain(&t.name)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default();
                     vec![t.name.to_string(), initial, t.created.rfc3339()]
                 })
                 .collect();
-            print_rows(&["Name", "InitialDomain", "WhenCreated"], &["name", "initial_domain", "when_created"], &rows, format);
+            print_rows(
+                &["Name", "InitialDomain", "WhenCreated"],
+                &["name", "initial_domain", "when_created"],
+                &rows,
+                format,
+            );
         }
         TenantCommand::Remove { name } => {
             service.remove_tenant(&name).await?;
@@ -321,18 +368,34 @@ async fn domain(command: DomainCommand, service: &Signet) -> Result<()> {
             service.add_domain(&tenant, &domain).await?;
             let zone = &service.settings().zone;
             let initial = zone.initial_domain(&tenant)?;
-            println!("{domain} accepted for tenant '{tenant}'. DKIM: key in selector1, not enabled.");
+            println!(
+                "{domain} accepted for tenant '{tenant}'. DKIM: key in selector1, not enabled."
+            );
             println!("Until enabled, mail from {domain} is signed with d={initial}.");
-            println!("Publish the CNAMEs shown by `signet records {domain}`, then run `signet dkim set {domain} --enabled true`.");
+            println!(
+                "Publish the CNAMEs shown by `signet records {domain}`, then run `signet dkim set {domain} --enabled true`."
+            );
         }
         DomainCommand::List { tenant, format } => {
             let rows: Vec<Vec<String>> = service
                 .domains(tenant.as_ref())
                 .await?
                 .iter()
-                .map(|d| vec![d.name.to_string(), d.tenant.to_string(), d.kind.to_string(), d.created.rfc3339()])
+                .map(|d| {
+                    vec![
+                        d.name.to_string(),
+                        d.tenant.to_string(),
+                        d.kind.to_string(),
+                        d.created.rfc3339(),
+                    ]
+                })
                 .collect();
-            print_rows(&["Name", "Tenant", "Kind", "WhenCreated"], &["name", "tenant", "kind", "when_created"], &rows, format);
+            print_rows(
+                &["Name", "Tenant", "Kind", "WhenCreated"],
+                &["name", "tenant", "kind", "when_created"],
+                &rows,
+                format,
+            );
         }
         DomainCommand::Remove { domain } => {
             service.remove_domain(&domain).await?;
@@ -344,29 +407,73 @@ async fn domain(command: DomainCommand, service: &Signet) -> Result<()> {
 
 async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
     let zone = service.settings().zone.clone();
-    let show = |config| output::list(&[output::config_properties(&DkimView::Configured(config), &zone)]);
+    let show = |config| {
+        output::list(&[output::config_properties(
+            &DkimView::Configured(config),
+            &zone,
+        )])
+    };
     match command {
-        DkimCommand::New { domain, key_size, algorithm, enabled, header_canonicalization, body_canonicalization } => {
-            let options = NewOptions { algorithm, key_size, enabled, header_canonicalization, body_canonicalization };
+        DkimCommand::New {
+            domain,
+            key_size,
+            algorithm,
+            enabled,
+            header_canonicalization,
+            body_canonicalization,
+        } => {
+            let options = NewOptions {
+                algorithm,
+                key_size,
+                enabled,
+                header_canonicalization,
+                body_canonicalization,
+            };
             print!("{}", show(service.new_config(&domain, options).await?));
         }
         DkimCommand::Get { domain, format } => {
             let views = service.configs(domain.as_ref()).await?;
-            let records: Vec<_> = views.iter().map(|v| output::config_properties(v, &zone)).collect();
+            let records: Vec<_> = views
+                .iter()
+                .map(|v| output::config_properties(v, &zone))
+                .collect();
             print!(
                 "{}",
                 match format {
                     GetFormat::List => output::list(&records),
                     GetFormat::Json => output::json(&records, domain.is_some()),
-                    GetFormat::Table => output::table(&records, &["Domain", "Enabled", "Status", "SigningSelector", "Selector1KeySize", "Selector2KeySize", "RotateOnDate", "LastChecked"]),
+                    GetFormat::Table => output::table(
+                        &records,
+                        &[
+                            "Domain",
+                            "Enabled",
+                            "Status",
+                            "SigningSelector",
+                            "Selector1KeySize",
+                            "Selector2KeySize",
+                            "RotateOnDate",
+                            "LastChecked"
+                        ]
+                    ),
                 }
             );
         }
-        DkimCommand::Set { domain, enabled, header_canonicalization, body_canonicalization } => {
-            let options = SetOptions { enabled, header_canonicalization, body_canonicalization };
+        DkimCommand::Set {
+            domain,
+            enabled,
+            header_canonicalization,
+            body_canonicalization,
+        } => {
+            let options = SetOptions {
+                enabled,
+                header_canonicalization,
+                body_canonicalization,
+            };
             print!("{}", show(service.set(&domain, options).await?));
         }
-        DkimCommand::Rotate { domain, key_size } => print!("{}", show(service.rotate(&domain, key_size).await?)),
+        DkimCommand::Rotate { domain, key_size } => {
+            print!("{}", show(service.rotate(&domain, key_size).await?))
+        }
         DkimCommand::Remove { domain } => {
             service.remove_config(&domain).await?;
             println!("DKIM signing config of {domain} removed; its key records are withdrawn.");
@@ -375,7 +482,9 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
             let pem = read_input(&key)?;
             print!("{}", show(service.import_key(&domain, &pem).await?));
         }
-        DkimCommand::ExportPublic { domain } => println!("{}", service.export_public(&domain).await?),
+        DkimCommand::ExportPublic { domain } => {
+            println!("{}", service.export_public(&domain).await?)
+        }
     }
     Ok(())
 }
@@ -385,9 +494,22 @@ async fn audit(service: &Signet, domain: Option<&DomainName>, format: TableForma
         .audit(domain)
         .await?
         .into_iter()
-        .map(|e| vec![e.at.rfc3339(), e.actor, e.action, e.domain.unwrap_or_default(), e.detail])
+        .map(|e| {
+            vec![
+                e.at.rfc3339(),
+                e.actor,
+                e.action,
+                e.domain.unwrap_or_default(),
+                e.detail,
+            ]
+        })
         .collect();
-    print_rows(&["When", "Who", "What", "Domain", "Detail"], &["when", "who", "what", "domain", "detail"], &rows, format);
+    print_rows(
+        &["When", "Who", "What", "Domain", "Detail"],
+        &["when", "who", "what", "domain", "detail"],
+        &rows,
+        format,
+    );
     Ok(())
 }
 
@@ -411,7 +533,10 @@ fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: Tabl
                         .into()
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&objects).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&objects).unwrap_or_default()
+            );
         }
     }
 }
@@ -419,7 +544,9 @@ fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: Tabl
 fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).context("cannot read standard input")?;
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
         return Ok(bytes);
     }
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))

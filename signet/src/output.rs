@@ -17,7 +17,11 @@ pub struct Property {
 }
 
 fn property(pascal: &'static str, snake: &'static str, value: impl Into<Value>) -> Property {
-    Property { pascal, snake, value: value.into() }
+    Property {
+        pascal,
+        snake,
+        value: value.into(),
+    }
 }
 
 fn time(t: Option<Timestamp>) -> Value {
@@ -42,13 +46,23 @@ fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
     let slot_key = |slot: Slot| c.slots.get(slot);
     let cname = |slot: Slot| zone.record_name(&c.tenant, &c.domain, slot);
     let size = |slot: Slot| slot_key(slot).map_or(0, |k| k.public.spec.bits());
-    let public = |slot: Slot| slot_key(slot).map_or(Value::Null, |k| Value::String(k.public.record().to_string()));
+    let public = |slot: Slot| {
+        slot_key(slot).map_or(Value::Null, |k| {
+            Value::String(k.public.record().to_string())
+        })
+    };
     let rotation = c.last_rotation.as_ref();
     let (signing_domain, signing_selector) = match c.signing_mode() {
         SigningMode::Custom { slot } => (Value::from(c.domain.as_str()), Value::from(slot.name())),
         SigningMode::Default { slot } => {
-            let initial = zone.initial_domain(&c.tenant).map(|d| d.to_string()).unwrap_or_default();
-            (Value::from(initial), Value::from(KeyZone::default_selector(&c.domain, slot)))
+            let initial = zone
+                .initial_domain(&c.tenant)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            (
+                Value::from(initial),
+                Value::from(KeyZone::default_selector(&c.domain, slot)),
+            )
         }
         SigningMode::Unsigned => (Value::Null, Value::Null),
     };
@@ -59,20 +73,72 @@ fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
         property("Status", "status", c.status().to_string()),
         property("Selector1CNAME", "selector1_cname", cname(Slot::Selector1)),
         property("Selector2CNAME", "selector2_cname", cname(Slot::Selector2)),
-        property("Selector1KeySize", "selector1_key_size", size(Slot::Selector1)),
-        property("Selector2KeySize", "selector2_key_size", size(Slot::Selector2)),
-        property("Selector1PublicKey", "selector1_public_key", public(Slot::Selector1)),
-        property("Selector2PublicKey", "selector2_public_key", public(Slot::Selector2)),
+        property(
+            "Selector1KeySize",
+            "selector1_key_size",
+            size(Slot::Selector1),
+        ),
+        property(
+            "Selector2KeySize",
+            "selector2_key_size",
+            size(Slot::Selector2),
+        ),
+        property(
+            "Selector1PublicKey",
+            "selector1_public_key",
+            public(Slot::Selector1),
+        ),
+        property(
+            "Selector2PublicKey",
+            "selector2_public_key",
+            public(Slot::Selector2),
+        ),
         property("Algorithm", "algorithm", c.algorithm.to_string()),
-        property("HeaderCanonicalization", "header_canonicalization", c.header_canonicalization.to_string()),
-        property("BodyCanonicalization", "body_canonicalization", c.body_canonicalization.to_string()),
-        property("IncludeSignatureCreationTime", "include_signature_creation_time", c.include_signature_creation_time),
-        property("IncludeKeyExpiration", "include_key_expiration", c.include_key_expiration),
-        property("KeyCreationTime", "key_creation_time", time(c.slots.signing().map(|(_, k)| k.created))),
-        property("RotateOnDate", "rotate_on_date", time(rotation.map(|r| r.rotate_on))),
-        property("SelectorBeforeRotateOnDate", "selector_before_rotate_on_date", rotation.map_or(Value::Null, |r| r.before.name().into())),
-        property("SelectorAfterRotateOnDate", "selector_after_rotate_on_date", rotation.map_or(Value::Null, |r| r.after.name().into())),
-        property("LastChecked", "last_checked", time(c.cname_check.as_ref().map(|k| k.at))),
+        property(
+            "HeaderCanonicalization",
+            "header_canonicalization",
+            c.header_canonicalization.to_string(),
+        ),
+        property(
+            "BodyCanonicalization",
+            "body_canonicalization",
+            c.body_canonicalization.to_string(),
+        ),
+        property(
+            "IncludeSignatureCreationTime",
+            "include_signature_creation_time",
+            c.include_signature_creation_time,
+        ),
+        property(
+            "IncludeKeyExpiration",
+            "include_key_expiration",
+            c.include_key_expiration,
+        ),
+        property(
+            "KeyCreationTime",
+            "key_creation_time",
+            time(c.slots.signing().map(|(_, k)| k.created)),
+        ),
+        property(
+            "RotateOnDate",
+            "rotate_on_date",
+            time(rotation.map(|r| r.rotate_on)),
+        ),
+        property(
+            "SelectorBeforeRotateOnDate",
+            "selector_before_rotate_on_date",
+            rotation.map_or(Value::Null, |r| r.before.name().into()),
+        ),
+        property(
+            "SelectorAfterRotateOnDate",
+            "selector_after_rotate_on_date",
+            rotation.map_or(Value::Null, |r| r.after.name().into()),
+        ),
+        property(
+            "LastChecked",
+            "last_checked",
+            time(c.cname_check.as_ref().map(|k| k.at)),
+        ),
         property("WhenCreated", "when_created", time(Some(c.created))),
         property("WhenChanged", "when_changed", time(Some(c.changed))),
         property("StatusDetail", "status_detail", c.status_detail(zone)),
@@ -96,7 +162,12 @@ fn plain(value: &Value) -> String {
 /// `Format-List`: one `Name : value` line per property, names padded to the longest, records
 /// separated by a blank line.
 pub fn list(records: &[Vec<Property>]) -> String {
-    let width = records.iter().flatten().map(|p| p.pascal.len()).max().unwrap_or(0);
+    let width = records
+        .iter()
+        .flatten()
+        .map(|p| p.pascal.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -114,7 +185,13 @@ pub fn list(records: &[Vec<Property>]) -> String {
 pub fn json(records: &[Vec<Property>], single: bool) -> String {
     let objects: Vec<Value> = records
         .iter()
-        .map(|r| Value::Object(r.iter().map(|p| (p.snake.to_string(), p.value.clone())).collect::<Map<_, _>>()))
+        .map(|r| {
+            Value::Object(
+                r.iter()
+                    .map(|p| (p.snake.to_string(), p.value.clone()))
+                    .collect::<Map<_, _>>(),
+            )
+        })
         .collect();
     let value = match (single, objects.as_slice()) {
         (true, [one]) => one.clone(),
@@ -130,7 +207,12 @@ pub fn table(records: &[Vec<Property>], columns: &[&str]) -> String {
         .map(|r| {
             columns
                 .iter()
-                .map(|c| r.iter().find(|p| p.pascal == *c).map(|p| plain(&p.value)).unwrap_or_default())
+                .map(|c| {
+                    r.iter()
+                        .find(|p| p.pascal == *c)
+                        .map(|p| plain(&p.value))
+                        .unwrap_or_default()
+                })
                 .collect()
         })
         .collect();
@@ -165,16 +247,31 @@ pub fn plain_table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn records_table(records: &Records, zone: &KeyZone) -> String {
     let mut out = String::new();
     if records.cnames.is_empty() {
-        let _ = writeln!(out, "{} is served directly from the key zone; the customer publishes nothing.\n", records.domain);
+        let _ = writeln!(
+            out,
+            "{} is served directly from the key zone; the customer publishes nothing.\n",
+            records.domain
+        );
     } else {
-        let _ = writeln!(out, "Publish in the DNS of {} (once; rotation needs no further change):", records.domain);
-        let rows: Vec<Vec<String>> =
-            records.cnames.iter().map(|(name, target)| vec!["CNAME".into(), name.clone(), target.clone(), "3600".into()]).collect();
+        let _ = writeln!(
+            out,
+            "Publish in the DNS of {} (once; rotation needs no further change):",
+            records.domain
+        );
+        let rows: Vec<Vec<String>> = records
+            .cnames
+            .iter()
+            .map(|(name, target)| vec!["CNAME".into(), name.clone(), target.clone(), "3600".into()])
+            .collect();
         out += &plain_table(&["Type", "Host", "Points to", "TTL"], &rows);
         out.push('\n');
     }
     let _ = writeln!(out, "Served by signet in {}:", zone.name());
-    let rows: Vec<Vec<String>> = records.txts.iter().map(|(name, value)| vec!["TXT".into(), name.clone(), value.clone()]).collect();
+    let rows: Vec<Vec<String>> = records
+        .txts
+        .iter()
+        .map(|(name, value)| vec!["TXT".into(), name.clone(), value.clone()])
+        .collect();
     out + &plain_table(&["Type", "Name", "Value"], &rows)
 }
 
@@ -189,8 +286,10 @@ pub fn records_zone(records: &Records, ttl: u32) -> String {
     }
     let _ = writeln!(out, "; served by signet in the key zone");
     for (name, value) in &records.txts {
-        let strings: Vec<String> =
-            txt_strings(value).iter().map(|s| format!("\"{}\"", String::from_utf8_lossy(s))).collect();
+        let strings: Vec<String> = txt_strings(value)
+            .iter()
+            .map(|s| format!("\"{}\"", String::from_utf8_lossy(s)))
+            .collect();
         let _ = writeln!(out, "{name}. {ttl} IN TXT ( {} )", strings.join(" "));
     }
     out
@@ -218,9 +317,19 @@ mod tests {
 
     #[test]
     fn lists_pad_names_like_format_list() {
-        let records = vec![vec![property("Domain", "domain", "a.example"), property("Enabled", "enabled", true), property("RotateOnDate", "rotate_on_date", Value::Null)]];
-        assert_eq!(list(&records), "Domain       : a.example\nEnabled      : True\nRotateOnDate :\n");
-        assert_eq!(json(&records, true), "{\n  \"domain\": \"a.example\",\n  \"enabled\": true,\n  \"rotate_on_date\": null\n}\n");
+        let records = vec![vec![
+            property("Domain", "domain", "a.example"),
+            property("Enabled", "enabled", true),
+            property("RotateOnDate", "rotate_on_date", Value::Null),
+        ]];
+        assert_eq!(
+            list(&records),
+            "Domain       : a.example\nEnabled      : True\nRotateOnDate :\n"
+        );
+        assert_eq!(
+            json(&records, true),
+            "{\n  \"domain\": \"a.example\",\n  \"enabled\": true,\n  \"rotate_on_date\": null\n}\n"
+        );
     }
 
     #[test]

@@ -21,8 +21,9 @@ impl HickoryDns {
     pub fn new(settings: &ResolverSettings) -> anyhow::Result<HickoryDns> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if settings.nameservers.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|e| anyhow::anyhow!("cannot read the system resolver configuration: {e}"))?
+            TokioResolver::builder(provider).map_err(|e| {
+                anyhow::anyhow!("cannot read the system resolver configuration: {e}")
+            })?
         } else {
             let servers = settings
                 .nameservers
@@ -38,19 +39,29 @@ impl HickoryDns {
             TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
         };
         let options: &mut ResolverOpts = builder.options_mut();
-        options.timeout = Duration::from_secs(u64::try_from(settings.timeout.seconds()).unwrap_or(5).max(1));
+        options.timeout = Duration::from_secs(
+            u64::try_from(settings.timeout.seconds())
+                .unwrap_or(5)
+                .max(1),
+        );
         options.attempts = 1;
         // Customers fix their DNS while we watch: don't let a cached NXDOMAIN hide the fix.
         options.cache_size = 0;
         options.ndots = 0;
-        let resolver = builder.build().map_err(|e| anyhow::anyhow!("cannot start the resolver: {e}"))?;
+        let resolver = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start the resolver: {e}"))?;
         Ok(HickoryDns { resolver })
     }
 }
 
 /// An absolute name, so no search domain is ever appended.
 fn absolute(name: &str) -> String {
-    if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
 }
 
 fn temporary(name: &str, e: &NetError) -> LookupError {
@@ -59,11 +70,18 @@ fn temporary(name: &str, e: &NetError) -> LookupError {
 
 impl Dns for HickoryDns {
     async fn cname(&self, name: &str) -> Result<Option<String>, LookupError> {
-        match self.resolver.lookup(absolute(name), RecordType::CNAME).await {
-            Ok(lookup) => Ok(lookup.answers().iter().find_map(|record| match &record.data {
-                RData::CNAME(target) => Some(target.0.to_ascii()),
-                _ => None,
-            })),
+        match self
+            .resolver
+            .lookup(absolute(name), RecordType::CNAME)
+            .await
+        {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .find_map(|record| match &record.data {
+                    RData::CNAME(target) => Some(target.0.to_ascii()),
+                    _ => None,
+                })),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(None),
             Err(e) => Err(temporary(name, &e)),
         }
@@ -75,7 +93,12 @@ impl Dns for HickoryDns {
                 .answers()
                 .iter()
                 .filter_map(|record| match &record.data {
-                    RData::TXT(txt) => Some(txt.txt_data.iter().map(|s| String::from_utf8_lossy(s)).collect::<String>()),
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect::<String>(),
+                    ),
                     _ => None,
                 })
                 .collect()),

@@ -3,12 +3,17 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
+
 use support::{Knot, Signet, customer_zone};
 
 const ZONE: &str = "dkim.example.net";
 
 fn target(slot: u8, domain: &str) -> String {
-    format!("selector{slot}-{}._domainkey.contoso.{ZONE}.", domain.replace('.', "-"))
+    format!(
+        "selector{slot}-{}._domainkey.contoso.{ZONE}.",
+        domain.replace('.', "-")
+    )
 }
 
 /// contoso.com: both CNAMEs right; fabrikam.com: selector2 missing; tailspin.com: selector1
@@ -27,14 +32,21 @@ fn customer_dns() -> Knot {
         ),
         (
             "fabrikam.com",
-            customer_zone("fabrikam.com", &[("selector1._domainkey", "CNAME", &target(1, "fabrikam.com"))]),
+            customer_zone(
+                "fabrikam.com",
+                &[("selector1._domainkey", "CNAME", &target(1, "fabrikam.com"))],
+            ),
         ),
         (
             "tailspin.com",
             customer_zone(
                 "tailspin.com",
                 &[
-                    ("selector1._domainkey", "CNAME", "selector1._domainkey.old-provider.example."),
+                    (
+                        "selector1._domainkey",
+                        "CNAME",
+                        "selector1._domainkey.old-provider.example.",
+                    ),
                     ("selector2._domainkey", "CNAME", &target(2, "tailspin.com")),
                 ],
             ),
@@ -44,7 +56,9 @@ fn customer_dns() -> Knot {
 
 fn installation(resolver: &str) -> Signet {
     let signet = Signet::new();
-    signet.run(&["init", "--key-zone", ZONE, "--resolver", resolver]).ok();
+    signet
+        .run(&["init", "--key-zone", ZONE, "--resolver", resolver])
+        .ok();
     signet.run(&["tenant", "add", "contoso"]).ok();
     for domain in ["contoso.com", "fabrikam.com", "tailspin.com"] {
         signet.run(&["domain", "add", "contoso", domain]).ok();
@@ -54,15 +68,28 @@ fn installation(resolver: &str) -> Signet {
 
 /// Everything a user can see of the store, to prove a refused command changed nothing.
 fn state(signet: &Signet) -> String {
-    ["dkim get --format json", "audit --format json", "tenant list", "domain list"]
-        .iter()
-        .map(|args| signet.run(&args.split(' ').collect::<Vec<_>>()).ok().to_string())
-        .collect()
+    [
+        "dkim get --format json",
+        "audit --format json",
+        "tenant list",
+        "domain list",
+    ]
+    .iter()
+    .map(|args| {
+        signet
+            .run(&args.split(' ').collect::<Vec<_>>())
+            .ok()
+            .to_string()
+    })
+    .collect()
 }
 
 fn value<'a>(list: &'a str, name: &str) -> &'a str {
     list.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim_start().strip_prefix(':')))
+        .find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.trim_start().strip_prefix(':'))
+        })
         .unwrap_or_else(|| panic!("no {name} in:\n{list}"))
         .trim()
 }
@@ -74,12 +101,35 @@ fn the_quick_start_works_end_to_end() {
 
     // Records to publish, in all three formats.
     let table = signet.run(&["records", "contoso.com"]).ok().to_string();
-    assert!(table.contains(&format!("CNAME  selector1._domainkey.contoso.com  {}", target(1, "contoso.com").trim_end_matches('.'))), "{table}");
-    let zone = signet.run(&["records", "contoso.com", "--format", "zone"]).ok().to_string();
-    assert!(zone.contains(&format!("selector2._domainkey.contoso.com. 3600 IN CNAME {}", target(2, "contoso.com"))), "{zone}");
-    let json: serde_json::Value = serde_json::from_str(signet.run(&["records", "contoso.com", "--format", "json"]).ok()).unwrap();
+    assert!(
+        table.contains(&format!(
+            "CNAME  selector1._domainkey.contoso.com  {}",
+            target(1, "contoso.com").trim_end_matches('.')
+        )),
+        "{table}"
+    );
+    let zone = signet
+        .run(&["records", "contoso.com", "--format", "zone"])
+        .ok()
+        .to_string();
+    assert!(
+        zone.contains(&format!(
+            "selector2._domainkey.contoso.com. 3600 IN CNAME {}",
+            target(2, "contoso.com")
+        )),
+        "{zone}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        signet
+            .run(&["records", "contoso.com", "--format", "json"])
+            .ok(),
+    )
+    .unwrap();
     assert_eq!(json["customer"].as_array().unwrap().len(), 2);
-    assert_eq!(json["key_zone"][0]["name"], format!("selector1-contoso-com._domainkey.contoso.{ZONE}"));
+    assert_eq!(
+        json["key_zone"][0]["name"],
+        format!("selector1-contoso-com._domainkey.contoso.{ZONE}")
+    );
 
     // Before enabling: default signing with the initial domain.
     let list = signet.run(&["dkim", "get", "contoso.com"]).ok().to_string();
@@ -87,51 +137,120 @@ fn the_quick_start_works_end_to_end() {
     assert_eq!(value(&list, "Enabled"), "False");
     assert_eq!(value(&list, "SigningDomain"), "contoso.dkim.example.net");
     assert_eq!(value(&list, "SigningSelector"), "selector1-contoso-com");
-    assert_eq!(value(&list, "Summary"), "Not signing DKIM signatures for the domain");
-    assert!(list.starts_with("Domain                       : contoso.com\n"), "{list}");
+    assert_eq!(
+        value(&list, "Summary"),
+        "Not signing DKIM signatures for the domain"
+    );
+    assert!(
+        list.starts_with("Domain                       : contoso.com\n"),
+        "{list}"
+    );
 
     // Enable: the CNAMEs are checked live against Knot.
-    let list = signet.run(&["dkim", "set", "contoso.com", "--enabled", "true"]).ok().to_string();
+    let list = signet
+        .run(&["dkim", "set", "contoso.com", "--enabled", "true"])
+        .ok()
+        .to_string();
     assert_eq!(value(&list, "Status"), "Valid");
     assert_eq!(value(&list, "SigningDomain"), "contoso.com");
     assert_eq!(value(&list, "SigningSelector"), "selector1");
-    assert_eq!(value(&list, "Summary"), "Signing DKIM signatures for this domain");
+    assert_eq!(
+        value(&list, "Summary"),
+        "Signing DKIM signatures for this domain"
+    );
     assert!(!value(&list, "LastChecked").is_empty());
 
     // Table and JSON of all configs.
-    let table = signet.run(&["dkim", "get", "--format", "table"]).ok().to_string();
+    let table = signet
+        .run(&["dkim", "get", "--format", "table"])
+        .ok()
+        .to_string();
     let header = table.lines().next().unwrap();
-    assert!(header.starts_with("Domain") && header.contains("Status"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("contoso.com ") && l.contains("True") && l.contains("Valid")), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("contoso.dkim.example.net ") && l.contains("Valid")), "{table}");
-    assert!(!table.contains("contoso.mail."), "the routing domain has no config: {table}");
-    let all: serde_json::Value = serde_json::from_str(signet.run(&["dkim", "get", "--format", "json"]).ok()).unwrap();
+    assert!(
+        header.starts_with("Domain") && header.contains("Status"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("contoso.com ") && l.contains("True") && l.contains("Valid")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("contoso.dkim.example.net ") && l.contains("Valid")),
+        "{table}"
+    );
+    assert!(
+        !table.contains("contoso.mail."),
+        "the routing domain has no config: {table}"
+    );
+    let all: serde_json::Value =
+        serde_json::from_str(signet.run(&["dkim", "get", "--format", "json"]).ok()).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 4);
-    let one: serde_json::Value = serde_json::from_str(signet.run(&["dkim", "get", "contoso.com", "--format", "json"]).ok()).unwrap();
+    let one: serde_json::Value = serde_json::from_str(
+        signet
+            .run(&["dkim", "get", "contoso.com", "--format", "json"])
+            .ok(),
+    )
+    .unwrap();
     assert_eq!(one["status"], "Valid");
     assert_eq!(one["enabled"], true);
     assert_eq!(one["selector1_key_size"], 2048);
     assert_eq!(one["algorithm"], "RsaSHA256");
-    assert_eq!(one["selector1_cname"], target(1, "contoso.com").trim_end_matches('.'));
-    assert!(one["selector1_public_key"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p=MIIB"));
+    assert_eq!(
+        one["selector1_cname"],
+        target(1, "contoso.com").trim_end_matches('.')
+    );
+    assert!(
+        one["selector1_public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=MIIB")
+    );
 
     // Rotate with a new size for the new key only; a second rotation is refused.
-    let list = signet.run(&["dkim", "rotate", "contoso.com", "--key-size", "1024"]).ok().to_string();
+    let list = signet
+        .run(&["dkim", "rotate", "contoso.com", "--key-size", "1024"])
+        .ok()
+        .to_string();
     assert_eq!(value(&list, "Selector1KeySize"), "2048");
     assert_eq!(value(&list, "Selector2KeySize"), "1024");
     assert_eq!(value(&list, "SelectorBeforeRotateOnDate"), "selector1");
     assert_eq!(value(&list, "SelectorAfterRotateOnDate"), "selector2");
-    assert_eq!(value(&list, "Summary"), "Rotating keys for this domain and signing DKIM signatures");
+    assert_eq!(
+        value(&list, "Summary"),
+        "Rotating keys for this domain and signing DKIM signatures"
+    );
     assert!(!value(&list, "RotateOnDate").is_empty());
     let before = state(&signet);
-    signet.run(&["dkim", "rotate", "contoso.com"]).refused("a rotation is already in progress");
+    signet
+        .run(&["dkim", "rotate", "contoso.com"])
+        .refused("a rotation is already in progress");
     assert_eq!(state(&signet), before);
-    let records = signet.run(&["records", "contoso.com", "--format", "json"]).ok().to_string();
+    let records = signet
+        .run(&["records", "contoso.com", "--format", "json"])
+        .ok()
+        .to_string();
     let records: serde_json::Value = serde_json::from_str(&records).unwrap();
-    assert_eq!(records["key_zone"].as_array().unwrap().len(), 2, "the new key is published at once");
+    assert_eq!(
+        records["key_zone"].as_array().unwrap().len(),
+        2,
+        "the new key is published at once"
+    );
 
     // Settings.
-    let list = signet.run(&["dkim", "set", "contoso.com", "--header-canonicalization", "simple"]).ok().to_string();
+    let list = signet
+        .run(&[
+            "dkim",
+            "set",
+            "contoso.com",
+            "--header-canonicalization",
+            "simple",
+        ])
+        .ok()
+        .to_string();
     assert_eq!(value(&list, "HeaderCanonicalization"), "Simple");
     assert_eq!(value(&list, "BodyCanonicalization"), "Relaxed");
 
@@ -139,15 +258,43 @@ fn the_quick_start_works_end_to_end() {
     signet.run(&["dkim", "remove", "contoso.com"]).ok();
     let list = signet.run(&["dkim", "get", "contoso.com"]).ok().to_string();
     assert_eq!(value(&list, "Status"), "NoDKIMKeys");
-    assert_eq!(value(&list, "Summary"), "No DKIM keys saved for this domain");
-    signet.run(&["dkim", "export-public", "contoso.com"]).refused("no DKIM signing config");
-    let list = signet.run(&["dkim", "new", "contoso.com", "--algorithm", "ed25519-sha256"]).ok().to_string();
+    assert_eq!(
+        value(&list, "Summary"),
+        "No DKIM keys saved for this domain"
+    );
+    signet
+        .run(&["dkim", "export-public", "contoso.com"])
+        .refused("no DKIM signing config");
+    let list = signet
+        .run(&[
+            "dkim",
+            "new",
+            "contoso.com",
+            "--algorithm",
+            "ed25519-sha256",
+        ])
+        .ok()
+        .to_string();
     assert_eq!(value(&list, "Algorithm"), "Ed25519SHA256");
-    assert!(signet.run(&["dkim", "export-public", "contoso.com"]).ok().starts_with("v=DKIM1; k=ed25519; p="));
+    assert!(
+        signet
+            .run(&["dkim", "export-public", "contoso.com"])
+            .ok()
+            .starts_with("v=DKIM1; k=ed25519; p=")
+    );
 
     // Every change is in the audit log, with who did it.
-    let audit = signet.run(&["audit", "--domain", "contoso.com"]).ok().to_string();
-    for action in ["domain.add", "dkim.set", "dkim.rotate", "dkim.remove", "dkim.new"] {
+    let audit = signet
+        .run(&["audit", "--domain", "contoso.com"])
+        .ok()
+        .to_string();
+    for action in [
+        "domain.add",
+        "dkim.set",
+        "dkim.rotate",
+        "dkim.remove",
+        "dkim.new",
+    ] {
         assert!(audit.contains(action), "{action} missing from:\n{audit}");
     }
     assert!(audit.contains("cli:"), "{audit}");
@@ -164,9 +311,18 @@ fn enabling_refuses_with_the_records_to_publish_and_changes_nothing() {
     assert!(text.contains("Domain Name : fabrikam.com"), "{text}");
     assert!(text.contains("Host Name : selector1._domainkey\nPoints to address or value: selector1-fabrikam-com._domainkey.contoso.dkim.example.net"), "{text}");
     assert!(text.contains("Host Name : selector2._domainkey\nPoints to address or value: selector2-fabrikam-com._domainkey.contoso.dkim.example.net"), "{text}");
-    assert!(text.contains("sync can take from a few minutes to several days"), "{text}");
-    assert!(text.contains("selector1._domainkey.fabrikam.com: points to selector1-fabrikam-com"), "{text}");
-    assert!(text.contains("selector2._domainkey.fabrikam.com: no CNAME record found"), "{text}");
+    assert!(
+        text.contains("sync can take from a few minutes to several days"),
+        "{text}"
+    );
+    assert!(
+        text.contains("selector1._domainkey.fabrikam.com: points to selector1-fabrikam-com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("selector2._domainkey.fabrikam.com: no CNAME record found"),
+        "{text}"
+    );
 
     let elsewhere = signet.run(&["dkim", "set", "tailspin.com", "--enabled", "true"]);
     let text = elsewhere.refused("CNAME record does not exist");
@@ -179,7 +335,9 @@ fn enabling_refuses_with_the_records_to_publish_and_changes_nothing() {
     // Creating with --enabled true checks the same way.
     signet.run(&["dkim", "remove", "fabrikam.com"]).ok();
     let before = state(&signet);
-    signet.run(&["dkim", "new", "fabrikam.com", "--enabled", "true"]).refused("CNAME record does not exist");
+    signet
+        .run(&["dkim", "new", "fabrikam.com", "--enabled", "true"])
+        .refused("CNAME record does not exist");
     assert_eq!(state(&signet), before);
 }
 
@@ -190,7 +348,9 @@ fn a_dns_timeout_is_a_temporary_error() {
     let signet = installation(&format!("127.0.0.1:{port}"));
     std::fs::write(
         signet.data_dir().join("signet.toml"),
-        std::fs::read_to_string(signet.data_dir().join("signet.toml")).unwrap().replace("timeout = \"5s\"", "timeout = \"1s\""),
+        std::fs::read_to_string(signet.data_dir().join("signet.toml"))
+            .unwrap()
+            .replace("timeout = \"5s\"", "timeout = \"1s\""),
     )
     .unwrap();
     let before = state(&signet);
@@ -204,30 +364,91 @@ fn a_dns_timeout_is_a_temporary_error() {
 fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let signet = installation("127.0.0.1:9");
     let before = state(&signet);
-    std::fs::write(signet.dir.path().join("corrupt.pem"), "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        signet.dir.path().join("corrupt.pem"),
+        "-----BEGIN PRIVATE KEY-----\nnot base64!\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let corrupt = signet.dir.path().join("corrupt.pem").display().to_string();
     for (args, why) in [
-        (vec!["dkim", "get", "nosuch.example"], "nosuch.example is not an accepted domain"),
-        (vec!["domain", "add", "contoso", "bad..example"], "'bad..example' is not a valid domain name: it has an empty label"),
-        (vec!["domain", "add", "contoso", "bad-.example"], "starts or ends with '-'"),
-        (vec!["domain", "add", "nobody", "x.example"], "tenant 'nobody' does not exist"),
-        (vec!["dkim", "rotate", "contoso.com", "--key-size", "4096"], "key size '4096' is not supported: use 1024 or 2048"),
-        (vec!["dkim", "new", "contoso.com", "--algorithm", "rsa-sha1"], "RFC 8301"),
-        (vec!["dkim", "import", "contoso.com", "--key", &corrupt], "not a readable PEM private key"),
-        (vec!["dkim", "import", "contoso.com", "--key", "/nonexistent.pem"], "cannot read /nonexistent.pem"),
-        (vec!["dkim", "set", "contoso.mail.dkim.example.net", "--enabled", "true"], "can never be DKIM-enabled"),
-        (vec!["dkim", "new", "contoso.mail.dkim.example.net"], "can never be DKIM-enabled"),
-        (vec!["dkim", "new", "contoso.com"], "already has a DKIM signing config"),
-        (vec!["dkim", "remove", "contoso.dkim.example.net"], "cannot be removed"),
+        (
+            vec!["dkim", "get", "nosuch.example"],
+            "nosuch.example is not an accepted domain",
+        ),
+        (
+            vec!["domain", "add", "contoso", "bad..example"],
+            "'bad..example' is not a valid domain name: it has an empty label",
+        ),
+        (
+            vec!["domain", "add", "contoso", "bad-.example"],
+            "starts or ends with '-'",
+        ),
+        (
+            vec!["domain", "add", "nobody", "x.example"],
+            "tenant 'nobody' does not exist",
+        ),
+        (
+            vec!["dkim", "rotate", "contoso.com", "--key-size", "4096"],
+            "key size '4096' is not supported: use 1024 or 2048",
+        ),
+        (
+            vec!["dkim", "new", "contoso.com", "--algorithm", "rsa-sha1"],
+            "RFC 8301",
+        ),
+        (
+            vec!["dkim", "import", "contoso.com", "--key", &corrupt],
+            "not a readable PEM private key",
+        ),
+        (
+            vec!["dkim", "import", "contoso.com", "--key", "/nonexistent.pem"],
+            "cannot read /nonexistent.pem",
+        ),
+        (
+            vec![
+                "dkim",
+                "set",
+                "contoso.mail.dkim.example.net",
+                "--enabled",
+                "true",
+            ],
+            "can never be DKIM-enabled",
+        ),
+        (
+            vec!["dkim", "new", "contoso.mail.dkim.example.net"],
+            "can never be DKIM-enabled",
+        ),
+        (
+            vec!["dkim", "new", "contoso.com"],
+            "already has a DKIM signing config",
+        ),
+        (
+            vec!["dkim", "remove", "contoso.dkim.example.net"],
+            "cannot be removed",
+        ),
         (vec!["dkim", "rotate", "contoso.com"], "not enabled"),
         (vec!["tenant", "add", "contoso"], "already exists"),
-        (vec!["tenant", "remove", "contoso"], "still has accepted domains"),
-        (vec!["domain", "add", "contoso", "foo.dkim.example.net"], "inside the key zone"),
+        (
+            vec!["tenant", "remove", "contoso"],
+            "still has accepted domains",
+        ),
+        (
+            vec!["domain", "add", "contoso", "foo.dkim.example.net"],
+            "inside the key zone",
+        ),
     ] {
         let run = signet.run(&args);
         assert_ne!(run.code, 0, "{args:?} succeeded");
-        assert!(run.stderr.contains(why), "{args:?}: expected {why:?} in {:?}", run.stderr);
-        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: one line, got {:?}", run.stderr);
+        assert!(
+            run.stderr.contains(why),
+            "{args:?}: expected {why:?} in {:?}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stderr.lines().count(),
+            1,
+            "{args:?}: one line, got {:?}",
+            run.stderr
+        );
         assert!(run.stdout.is_empty(), "{args:?} printed {:?}", run.stdout);
     }
     assert_eq!(state(&signet), before);
@@ -236,30 +457,46 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
 #[test]
 fn a_missing_installation_or_master_key_is_explained() {
     let signet = Signet::new();
-    signet.run(&["tenant", "list"]).refused("no signet installation in");
-    signet.run(&["tenant", "list"]).refused("run `signet init --key-zone ZONE` first");
+    signet
+        .run(&["tenant", "list"])
+        .refused("no signet installation in");
+    signet
+        .run(&["tenant", "list"])
+        .refused("run `signet init --key-zone ZONE` first");
 
     let signet = installation("127.0.0.1:9");
     let before = state(&signet);
     let key = signet.data_dir().join("master.key");
     let text = std::fs::read_to_string(&key).unwrap();
 
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    signet.run(&["tenant", "list"]).refused("readable by other users");
+    signet
+        .run(&["tenant", "list"])
+        .refused("readable by other users");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     std::fs::write(&key, "not a key").unwrap();
-    signet.run(&["domain", "add", "contoso", "new.example"]).refused("master key");
+    signet
+        .run(&["domain", "add", "contoso", "new.example"])
+        .refused("master key");
     std::fs::remove_file(&key).unwrap();
-    signet.run(&["domain", "add", "contoso", "new.example"]).refused("cannot read the master key");
+    signet
+        .run(&["domain", "add", "contoso", "new.example"])
+        .refused("cannot read the master key");
 
     std::fs::write(&key, &text).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(state(&signet), before);
 
-    signet.run(&["init", "--key-zone", ZONE]).refused("already exists");
+    signet
+        .run(&["init", "--key-zone", ZONE])
+        .refused("already exists");
     let fresh = Signet::new();
-    fresh.run(&["init", "--key-zone", "not a zone"]).refused("not a valid domain name");
-    assert!(!fresh.data_dir().exists(), "a refused init leaves nothing behind");
+    fresh
+        .run(&["init", "--key-zone", "not a zone"])
+        .refused("not a valid domain name");
+    assert!(
+        !fresh.data_dir().exists(),
+        "a refused init leaves nothing behind"
+    );
 }

@@ -53,7 +53,8 @@ pub struct LookupError(pub String);
 /// The lookups the key service needs, as verifiers on the internet would make them.
 pub trait Dns: Send + Sync {
     /// The CNAME target at `name`, or `None` when there is no CNAME (NXDOMAIN or NODATA).
-    fn cname(&self, name: &str) -> impl Future<Output = Result<Option<String>, LookupError>> + Send;
+    fn cname(&self, name: &str)
+    -> impl Future<Output = Result<Option<String>, LookupError>> + Send;
     /// The TXT values at `name` (each record's strings joined), following CNAMEs; empty when
     /// there are none.
     fn txt(&self, name: &str) -> impl Future<Output = Result<Vec<String>, LookupError>> + Send;
@@ -119,8 +120,22 @@ pub struct Service<D, C> {
 
 impl<D: Dns, C: Clock> Service<D, C> {
     /// `actor` names who acts, for the audit log (`cli:alice`, `scheduler`, `api:token-3`).
-    pub fn new(store: Store, master: MasterKey, dns: D, clock: C, settings: Settings, actor: impl Into<String>) -> Self {
-        Service { store, master, dns, clock, settings, actor: actor.into() }
+    pub fn new(
+        store: Store,
+        master: MasterKey,
+        dns: D,
+        clock: C,
+        settings: Settings,
+        actor: impl Into<String>,
+    ) -> Self {
+        Service {
+            store,
+            master,
+            dns,
+            clock,
+            settings,
+            actor: actor.into(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -144,7 +159,11 @@ impl<D: Dns, C: Clock> Service<D, C> {
     fn seal_key(&self, key: &PrivateKey) -> Result<NewKey> {
         let id = KeyId::random();
         let sealed = self.master.seal(&key.pkcs8_der()?, id.0.as_bytes())?;
-        Ok(NewKey { id, public: key.public_key()?, sealed })
+        Ok(NewKey {
+            id,
+            public: key.public_key()?,
+            sealed,
+        })
     }
 
     /// Opens a stored private key (for signing and for checks that the master key fits).
@@ -160,7 +179,13 @@ impl<D: Dns, C: Clock> Service<D, C> {
         Ok(PrivateKey::from_pkcs8_der(der.expose())?)
     }
 
-    async fn record(&self, tx: &mut Tx, action: &str, domain: Option<&DomainName>, detail: serde_json::Value) -> Result<()> {
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        action: &str,
+        domain: Option<&DomainName>,
+        detail: serde_json::Value,
+    ) -> Result<()> {
         let entry = AuditEntry {
             at: self.clock.now(),
             actor: self.actor.clone(),

@@ -1,6 +1,8 @@
 //! The DKIM lifecycle: `New-`, `Get-`, `Set-`, `Rotate-` and `Remove-DkimSigningConfig`, plus
 //! key import, public export and the records a customer publishes.
 
+use std::fmt::Write as _;
+
 use serde_json::json;
 use signet_keys::{
     Algorithm, Canonicalization, CnameCheck, CnameFinding, DomainKind, DomainName, KeySpec,
@@ -32,6 +34,7 @@ pub struct SetOptions {
 
 /// One row of `signet dkim get`: a config, or an accepted domain that has none.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built a few at a time, for output only
 pub enum DkimView {
     Configured(SigningConfig),
     Unconfigured(AcceptedDomain),
@@ -50,10 +53,15 @@ pub struct Records {
 impl<D: Dns, C: Clock> Service<D, C> {
     /// Creates a signing config with a new key in `selector1` (the domain must be accepted and
     /// have none). With `enabled`, the CNAMEs are checked first.
-    pub async fn new_config(&self, domain: &DomainName, options: NewOptions) -> Result<SigningConfig> {
+    pub async fn new_config(
+        &self,
+        domain: &DomainName,
+        options: NewOptions,
+    ) -> Result<SigningConfig> {
         let spec = KeySpec::new(options.algorithm, options.key_size)?;
         let accepted = self.accepted_custom_or_initial(domain).await?;
-        let mut config = self.blank_config(&accepted.tenant, domain, accepted.kind, options.algorithm);
+        let mut config =
+            self.blank_config(&accepted.tenant, domain, accepted.kind, options.algorithm);
         config.header_canonicalization = options.header_canonicalization;
         config.body_canonicalization = options.body_canonicalization;
         if options.enabled {
@@ -69,7 +77,13 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         tx.save_config(&config, &[(key.id, key.sealed)]).await?;
-        self.record(&mut tx, "dkim.new", Some(domain), json!({ "after": audit_view(&config) })).await?;
+        self.record(
+            &mut tx,
+            "dkim.new",
+            Some(domain),
+            json!({ "after": audit_view(&config) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(config)
     }
@@ -79,7 +93,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn configs(&self, domain: Option<&DomainName>) -> Result<Vec<DkimView>> {
         let mut tx = self.store.begin().await?;
         if let Some(domain) = domain {
-            let accepted = tx.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+            let accepted = tx
+                .domain(domain)
+                .await?
+                .ok_or_else(|| not_accepted(domain))?;
             refuse_routing(&accepted)?;
             return Ok(vec![match tx.config(domain).await? {
                 Some(config) => DkimView::Configured(config),
@@ -111,7 +128,9 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn set(&self, domain: &DomainName, options: SetOptions) -> Result<SigningConfig> {
         let current = self.config(domain).await?;
         let check = match options.enabled {
-            Some(true) if current.kind == DomainKind::Custom => Some(self.require_cnames(&current).await?),
+            Some(true) if current.kind == DomainKind::Custom => {
+                Some(self.require_cnames(&current).await?)
+            }
             _ => None,
         };
         let mut tx = self.store.begin().await?;
@@ -131,18 +150,30 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         after.changed = self.clock.now();
         tx.save_config(&after, &[]).await?;
-        self.record(&mut tx, "dkim.set", Some(domain), json!({ "before": audit_view(&before), "after": audit_view(&after) }))
-            .await?;
+        self.record(
+            &mut tx,
+            "dkim.set",
+            Some(domain),
+            json!({ "before": audit_view(&before), "after": audit_view(&after) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
 
     /// Starts a rotation: a new key in the other slot, published at once, signing from
     /// `RotateOnDate` once verifiers can see it. `key_size` applies to the new key only.
-    pub async fn rotate(&self, domain: &DomainName, key_size: Option<RsaBits>) -> Result<SigningConfig> {
+    pub async fn rotate(
+        &self,
+        domain: &DomainName,
+        key_size: Option<RsaBits>,
+    ) -> Result<SigningConfig> {
         let current = self.config(domain).await?;
         let spec = match (current.algorithm, key_size) {
-            (Algorithm::RsaSha256, None) => current.slots.signing().map_or(KeySpec::Rsa(RsaBits::B2048), |(_, k)| k.public.spec),
+            (Algorithm::RsaSha256, None) => current
+                .slots
+                .signing()
+                .map_or(KeySpec::Rsa(RsaBits::B2048), |(_, k)| k.public.spec),
             (algorithm, size) => KeySpec::new(algorithm, size)?,
         };
         let key = self.make_key(spec)?;
@@ -162,20 +193,39 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         drop(tx);
         let accepted = self.accepted_custom_or_initial(domain).await?;
-        let mut config = self.blank_config(&accepted.tenant, domain, accepted.kind, private.spec().algorithm());
+        let mut config = self.blank_config(
+            &accepted.tenant,
+            domain,
+            accepted.kind,
+            private.spec().algorithm(),
+        );
         config.enabled = accepted.kind == DomainKind::Initial;
         config.slots = Slots::with_first_key(key.id.clone(), key.public.clone(), self.clock.now());
         let mut tx = self.store.begin().await?;
         if tx.config(domain).await?.is_some() {
-            return Err(AppError::Refused(format!("{domain} got a signing config meanwhile; import again")));
+            return Err(AppError::Refused(format!(
+                "{domain} got a signing config meanwhile; import again"
+            )));
         }
         tx.save_config(&config, &[(key.id, key.sealed)]).await?;
-        self.record(&mut tx, "dkim.import", Some(domain), json!({ "after": audit_view(&config) })).await?;
+        self.record(
+            &mut tx,
+            "dkim.import",
+            Some(domain),
+            json!({ "after": audit_view(&config) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(config)
     }
 
-    async fn rotate_to(&self, domain: &DomainName, key: NewKey, action: &str, require_enabled: bool) -> Result<SigningConfig> {
+    async fn rotate_to(
+        &self,
+        domain: &DomainName,
+        key: NewKey,
+        action: &str,
+        require_enabled: bool,
+    ) -> Result<SigningConfig> {
         let mut tx = self.store.begin().await?;
         let before = self.existing_config(&mut tx, domain).await?;
         if require_enabled && !before.enabled {
@@ -184,7 +234,9 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         if before.status() == Status::NoDkimKeys {
-            return Err(AppError::Refused(format!("{domain} has no DKIM key to rotate from")));
+            return Err(AppError::Refused(format!(
+                "{domain} has no DKIM key to rotate from"
+            )));
         }
         if key.public.spec.algorithm() != before.algorithm {
             return Err(AppError::Refused(format!(
@@ -194,13 +246,28 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         let now = self.clock.now();
-        let (slots, next) = before.slots.begin_rotation(key.id.clone(), key.public.clone(), now, self.settings.rotation.delay)?;
+        let (slots, next) = before.slots.begin_rotation(
+            key.id.clone(),
+            key.public.clone(),
+            now,
+            self.settings.rotation.delay,
+        )?;
         let mut after = before.clone();
         after.slots = slots;
-        after.last_rotation = Some(RotationRecord { rotate_on: now.plus(self.settings.rotation.delay), before: next.other(), after: next });
+        after.last_rotation = Some(RotationRecord {
+            rotate_on: now.plus(self.settings.rotation.delay),
+            before: next.other(),
+            after: next,
+        });
         after.changed = now;
         tx.save_config(&after, &[(key.id, key.sealed)]).await?;
-        self.record(&mut tx, action, Some(domain), json!({ "before": audit_view(&before), "after": audit_view(&after) })).await?;
+        self.record(
+            &mut tx,
+            action,
+            Some(domain),
+            json!({ "before": audit_view(&before), "after": audit_view(&after) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -216,7 +283,13 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         tx.delete_config(domain).await?;
-        self.record(&mut tx, "dkim.remove", Some(domain), json!({ "before": audit_view(&before) })).await?;
+        self.record(
+            &mut tx,
+            "dkim.remove",
+            Some(domain),
+            json!({ "before": audit_view(&before) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -238,16 +311,30 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let cnames = match config.kind {
             DomainKind::Custom => Slot::BOTH
                 .iter()
-                .map(|slot| (customer_selector_name(domain, *slot), zone.record_name(&config.tenant, domain, *slot)))
+                .map(|slot| {
+                    (
+                        customer_selector_name(domain, *slot),
+                        zone.record_name(&config.tenant, domain, *slot),
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         };
         let txts = config
             .slots
             .iter()
-            .map(|(slot, key)| (zone.record_name(&config.tenant, domain, slot), key.public.record().to_string()))
+            .map(|(slot, key)| {
+                (
+                    zone.record_name(&config.tenant, domain, slot),
+                    key.public.record().to_string(),
+                )
+            })
             .collect();
-        Ok(Records { domain: domain.clone(), cnames, txts })
+        Ok(Records {
+            domain: domain.clone(),
+            cnames,
+            txts,
+        })
     }
 
     /// Looks up both CNAMEs now. Lookup failures are temporary errors, not findings.
@@ -262,7 +349,11 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         let selector2 = findings.pop().unwrap_or(CnameFinding::Missing);
         let selector1 = findings.pop().unwrap_or(CnameFinding::Missing);
-        Ok(CnameCheck { at: self.clock.now(), selector1, selector2 })
+        Ok(CnameCheck {
+            at: self.clock.now(),
+            selector1,
+            selector2,
+        })
     }
 
     /// Checks the CNAMEs and refuses with the records to publish unless both are right.
@@ -277,16 +368,17 @@ impl<D: Dns, C: Clock> Service<D, C> {
             config.domain
         );
         for slot in Slot::BOTH {
-            message.push_str(&format!(
+            let _ = write!(
+                message,
                 "\nHost Name : {}._domainkey\nPoints to address or value: {}",
                 slot.name(),
                 zone.record_name(&config.tenant, &config.domain, slot)
-            ));
+            );
         }
         message.push_str("\nIf you have already published the CNAME records, sync can take from a few minutes to several days depending on your DNS.");
         let mut with_check = config.clone();
         with_check.cname_check = Some(check);
-        message.push_str(&format!("\nFound: {}", with_check.status_detail(zone)));
+        let _ = write!(message, "\nFound: {}", with_check.status_detail(zone));
         Err(AppError::CnameMissing(message))
     }
 
@@ -294,7 +386,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
         if let Some(config) = tx.config(domain).await? {
             return Ok(config);
         }
-        let accepted = tx.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+        let accepted = tx
+            .domain(domain)
+            .await?
+            .ok_or_else(|| not_accepted(domain))?;
         refuse_routing(&accepted)?;
         Err(AppError::NotFound(format!(
             "{domain} has no DKIM signing config; create one with `signet dkim new {domain}`"
@@ -302,7 +397,13 @@ impl<D: Dns, C: Clock> Service<D, C> {
     }
 
     async fn accepted_custom_or_initial(&self, domain: &DomainName) -> Result<AcceptedDomain> {
-        let accepted = self.store.begin().await?.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+        let accepted = self
+            .store
+            .begin()
+            .await?
+            .domain(domain)
+            .await?
+            .ok_or_else(|| not_accepted(domain))?;
         refuse_routing(&accepted)?;
         Ok(accepted)
     }

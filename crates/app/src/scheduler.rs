@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use signet_keys::{
-    CnameCheck, DkimRecord, DomainKind, DomainName, RotationRecord, SigningConfig,
-    Transition, customer_selector_name,
+    CnameCheck, DkimRecord, DomainKind, DomainName, RotationRecord, SigningConfig, Transition,
+    customer_selector_name,
 };
 
 use crate::{Clock, Dns, Result, Service, audit_view};
@@ -29,7 +29,9 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let mut report = TickReport::default();
         for config in configs {
             if let Err(e) = self.tick_one(&config, &mut report).await {
-                report.events.push(format!("{}: not processed: {e}", config.domain));
+                report
+                    .events
+                    .push(format!("{}: not processed: {e}", config.domain));
             }
         }
         Ok(report)
@@ -39,12 +41,17 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let observations = self.observe(seen, report).await;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let Some(before) = tx.config(&seen.domain).await? else { return Ok(()) };
+        let Some(before) = tx.config(&seen.domain).await? else {
+            return Ok(());
+        };
         let mut after = before.clone();
         if let Some(check) = observations.check {
             after.cname_check = Some(check);
         }
-        let (slots, transitions) = after.slots.advance(&self.settings.rotation, now, observations.new_key_visible);
+        let (slots, transitions) =
+            after
+                .slots
+                .advance(&self.settings.rotation, now, observations.new_key_visible);
         after.slots = slots;
         for transition in &transitions {
             report.events.push(describe(&after.domain, transition));
@@ -57,21 +64,40 @@ impl<D: Dns, C: Clock> Service<D, C> {
         {
             let key = self.make_key(signing.public.spec)?;
             let next = slot.other();
-            let (slots, _) = after.slots.begin_rotation(key.id.clone(), key.public.clone(), now, self.settings.rotation.delay)?;
+            let (slots, _) = after.slots.begin_rotation(
+                key.id.clone(),
+                key.public.clone(),
+                now,
+                self.settings.rotation.delay,
+            )?;
             after.slots = slots;
-            after.last_rotation = Some(RotationRecord { rotate_on: now.plus(self.settings.rotation.delay), before: slot, after: next });
+            after.last_rotation = Some(RotationRecord {
+                rotate_on: now.plus(self.settings.rotation.delay),
+                before: slot,
+                after: next,
+            });
             new_keys.push((key.id, key.sealed));
-            report.events.push(format!("{}: automatic rotation started, {next} takes over on or after {}", after.domain, now.plus(self.settings.rotation.delay)));
+            report.events.push(format!(
+                "{}: automatic rotation started, {next} takes over on or after {}",
+                after.domain,
+                now.plus(self.settings.rotation.delay)
+            ));
         }
         if after == before {
             return Ok(());
         }
         if after.status() != before.status() {
-            report.events.push(format!("{}: status {} -> {}", after.domain, before.status(), after.status()));
+            report.events.push(format!(
+                "{}: status {} -> {}",
+                after.domain,
+                before.status(),
+                after.status()
+            ));
         }
         tx.save_config(&after, &new_keys).await?;
         let detail = json!({ "before": audit_view(&before), "after": audit_view(&after), "events": report.events });
-        self.record(&mut tx, "scheduler.tick", Some(&after.domain), detail).await?;
+        self.record(&mut tx, "scheduler.tick", Some(&after.domain), detail)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -89,7 +115,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
             match self.check_cnames(config).await {
                 Ok(check) => Some(check),
                 Err(e) => {
-                    report.events.push(format!("{}: CNAME check failed, status kept: {e}", config.domain));
+                    report.events.push(format!(
+                        "{}: CNAME check failed, status kept: {e}",
+                        config.domain
+                    ));
                     None
                 }
             }
@@ -100,22 +129,34 @@ impl<D: Dns, C: Clock> Service<D, C> {
             Some(slot) => self.new_key_visible(config, slot, report).await,
             None => false,
         };
-        Observations { check, new_key_visible }
+        Observations {
+            check,
+            new_key_visible,
+        }
     }
 
     /// A key may sign only once verifiers can find it. For an enabled custom domain that means
     /// seen through the customer's CNAME by our resolver; otherwise mail is signed with the
     /// initial domain, whose names signet serves itself.
-    async fn new_key_visible(&self, config: &SigningConfig, slot: signet_keys::Slot, report: &mut TickReport) -> bool {
+    async fn new_key_visible(
+        &self,
+        config: &SigningConfig,
+        slot: signet_keys::Slot,
+        report: &mut TickReport,
+    ) -> bool {
         if !(config.kind == DomainKind::Custom && config.enabled) {
             return true;
         }
-        let Some(key) = config.slots.get(slot) else { return false };
+        let Some(key) = config.slots.get(slot) else {
+            return false;
+        };
         let expected = key.public.record();
         let name = customer_selector_name(&config.domain, slot);
         match self.dns.txt(&name).await {
             Ok(values) => {
-                let visible = values.iter().any(|v| v.parse::<DkimRecord>().is_ok_and(|r| r == expected));
+                let visible = values
+                    .iter()
+                    .any(|v| v.parse::<DkimRecord>().is_ok_and(|r| r == expected));
                 if !visible {
                     report.events.push(format!(
                         "{}: switch to {slot} waits: the new key is not yet visible at {name}",
@@ -125,7 +166,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
                 visible
             }
             Err(e) => {
-                report.events.push(format!("{}: switch to {slot} waits: lookup of {name} failed: {e}", config.domain));
+                report.events.push(format!(
+                    "{}: switch to {slot} waits: lookup of {name} failed: {e}",
+                    config.domain
+                ));
                 false
             }
         }
@@ -134,7 +178,11 @@ impl<D: Dns, C: Clock> Service<D, C> {
 
 fn describe(domain: &DomainName, transition: &Transition) -> String {
     match transition {
-        Transition::SwitchedOver { from, to } => format!("{domain}: switched signing from {from} to {to}"),
-        Transition::Retired { slot, .. } => format!("{domain}: retired the old key in {slot}; its record is withdrawn"),
+        Transition::SwitchedOver { from, to } => {
+            format!("{domain}: switched signing from {from} to {to}")
+        }
+        Transition::Retired { slot, .. } => {
+            format!("{domain}: retired the old key in {slot}; its record is withdrawn")
+        }
     }
 }

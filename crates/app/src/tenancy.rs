@@ -22,17 +22,27 @@ impl<D: Dns, C: Clock> Service<D, C> {
             return Err(AppError::Refused(format!("tenant '{name}' already exists")));
         }
         tx.insert_tenant(name, now).await?;
-        for (domain, kind) in [(&initial, DomainKind::Initial), (&routing, DomainKind::Routing)] {
-            let accepted = AcceptedDomain { name: domain.clone(), tenant: name.clone(), kind, created: now };
+        for (domain, kind) in [
+            (&initial, DomainKind::Initial),
+            (&routing, DomainKind::Routing),
+        ] {
+            let accepted = AcceptedDomain {
+                name: domain.clone(),
+                tenant: name.clone(),
+                kind,
+                created: now,
+            };
             tx.insert_domain(&accepted).await?;
         }
         let key = self.make_key(KeySpec::Rsa(signet_keys::RsaBits::B2048))?;
-        let mut config = self.blank_config(name, &initial, DomainKind::Initial, Algorithm::RsaSha256);
+        let mut config =
+            self.blank_config(name, &initial, DomainKind::Initial, Algorithm::RsaSha256);
         config.enabled = true;
         config.slots = Slots::with_first_key(key.id.clone(), key.public, now);
         tx.save_config(&config, &[(key.id, key.sealed)]).await?;
         let detail = json!({ "initial_domain": initial.as_str(), "routing_domain": routing.as_str(), "config": audit_view(&config) });
-        self.record(&mut tx, "tenant.add", Some(&initial), detail).await?;
+        self.record(&mut tx, "tenant.add", Some(&initial), detail)
+            .await?;
         tx.commit().await?;
         Ok(config)
     }
@@ -45,11 +55,16 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn remove_tenant(&self, name: &TenantName) -> Result<()> {
         let mut tx = self.store.begin().await?;
         if tx.tenant(name).await?.is_none() {
-            return Err(AppError::NotFound(format!("tenant '{name}' does not exist")));
+            return Err(AppError::NotFound(format!(
+                "tenant '{name}' does not exist"
+            )));
         }
         let domains = tx.domains(Some(name)).await?;
-        let custom: Vec<_> =
-            domains.iter().filter(|d| d.kind == DomainKind::Custom).map(|d| d.name.as_str()).collect();
+        let custom: Vec<_> = domains
+            .iter()
+            .filter(|d| d.kind == DomainKind::Custom)
+            .map(|d| d.name.as_str())
+            .collect();
         if !custom.is_empty() {
             return Err(AppError::Refused(format!(
                 "tenant '{name}' still has accepted domains: {}; remove them first (signet domain remove DOMAIN)",
@@ -61,14 +76,24 @@ impl<D: Dns, C: Clock> Service<D, C> {
             tx.delete_domain(&domain.name).await?;
         }
         tx.delete_tenant(name).await?;
-        self.record(&mut tx, "tenant.remove", None, json!({ "tenant": name.as_str() })).await?;
+        self.record(
+            &mut tx,
+            "tenant.remove",
+            None,
+            json!({ "tenant": name.as_str() }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Accepts `domain` for `tenant` and creates its signing config: disabled, a 2048-bit RSA key
     /// in `selector1`, signing by default with the initial domain until enabled.
-    pub async fn add_domain(&self, tenant: &TenantName, domain: &DomainName) -> Result<SigningConfig> {
+    pub async fn add_domain(
+        &self,
+        tenant: &TenantName,
+        domain: &DomainName,
+    ) -> Result<SigningConfig> {
         let zone = &self.settings.zone;
         if domain.is_within(zone.name()) {
             return Err(AppError::Refused(format!(
@@ -97,14 +122,25 @@ impl<D: Dns, C: Clock> Service<D, C> {
                 domain.dashed()
             )));
         }
-        let accepted = AcceptedDomain { name: domain.clone(), tenant: tenant.clone(), kind: DomainKind::Custom, created: now };
+        let accepted = AcceptedDomain {
+            name: domain.clone(),
+            tenant: tenant.clone(),
+            kind: DomainKind::Custom,
+            created: now,
+        };
         tx.insert_domain(&accepted).await?;
         let key = self.make_key(KeySpec::Rsa(signet_keys::RsaBits::B2048))?;
-        let mut config = self.blank_config(tenant, domain, DomainKind::Custom, Algorithm::RsaSha256);
+        let mut config =
+            self.blank_config(tenant, domain, DomainKind::Custom, Algorithm::RsaSha256);
         config.slots = Slots::with_first_key(key.id.clone(), key.public, now);
         tx.save_config(&config, &[(key.id, key.sealed)]).await?;
-        self.record(&mut tx, "domain.add", Some(domain), json!({ "tenant": tenant.as_str(), "config": audit_view(&config) }))
-            .await?;
+        self.record(
+            &mut tx,
+            "domain.add",
+            Some(domain),
+            json!({ "tenant": tenant.as_str(), "config": audit_view(&config) }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(config)
     }
@@ -114,7 +150,9 @@ impl<D: Dns, C: Clock> Service<D, C> {
         if let Some(tenant) = tenant
             && tx.tenant(tenant).await?.is_none()
         {
-            return Err(AppError::NotFound(format!("tenant '{tenant}' does not exist")));
+            return Err(AppError::NotFound(format!(
+                "tenant '{tenant}' does not exist"
+            )));
         }
         Ok(tx.domains(tenant).await?)
     }
@@ -122,7 +160,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
     /// Removes a custom accepted domain with its signing config and keys.
     pub async fn remove_domain(&self, domain: &DomainName) -> Result<()> {
         let mut tx = self.store.begin().await?;
-        let accepted = tx.domain(domain).await?.ok_or_else(|| not_accepted(domain))?;
+        let accepted = tx
+            .domain(domain)
+            .await?
+            .ok_or_else(|| not_accepted(domain))?;
         if accepted.kind != DomainKind::Custom {
             return Err(AppError::Refused(format!(
                 "{domain} is the {} domain of tenant '{}'; it goes only with the tenant (signet tenant remove)",
@@ -132,7 +173,13 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         tx.delete_config(domain).await?;
         tx.delete_domain(domain).await?;
-        self.record(&mut tx, "domain.remove", Some(domain), json!({ "tenant": accepted.tenant.as_str() })).await?;
+        self.record(
+            &mut tx,
+            "domain.remove",
+            Some(domain),
+            json!({ "tenant": accepted.tenant.as_str() }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -28,8 +28,21 @@ impl Dns for FakeDns {
         if *self.down.lock().unwrap() {
             return Err(LookupError("timed out".into()));
         }
-        let target = self.cnames.lock().unwrap().get(name).cloned().unwrap_or(name.to_string());
-        Ok(self.txts.lock().unwrap().get(&target).cloned().into_iter().collect())
+        let target = self
+            .cnames
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or(name.to_string());
+        Ok(self
+            .txts
+            .lock()
+            .unwrap()
+            .get(&target)
+            .cloned()
+            .into_iter()
+            .collect())
     }
 }
 
@@ -52,7 +65,10 @@ impl Fixture {
         let store = Store::create(&dir.path().join("signet.db")).await.unwrap();
         let settings = Settings {
             zone: KeyZone::new("dkim.example.net".parse().unwrap()),
-            rotation: RotationPolicy { delay: Span::hours(96), retention: Span::days(7) },
+            rotation: RotationPolicy {
+                delay: Span::hours(96),
+                retention: Span::days(7),
+            },
             check_interval: Span::hours(1),
             rotation_interval: None,
         };
@@ -68,14 +84,20 @@ impl Fixture {
     }
 
     fn advance(&self, span: Span) {
-        self.service.clock.0.fetch_add(span.seconds(), Ordering::SeqCst);
+        self.service
+            .clock
+            .0
+            .fetch_add(span.seconds(), Ordering::SeqCst);
     }
 
     fn publish_cnames(&self, domain: &str) {
         for n in [1, 2] {
             self.service.dns.cnames.lock().unwrap().insert(
                 format!("selector{n}._domainkey.{domain}"),
-                format!("selector{n}-{}._domainkey.contoso.dkim.example.net", domain.replace('.', "-")),
+                format!(
+                    "selector{n}-{}._domainkey.contoso.dkim.example.net",
+                    domain.replace('.', "-")
+                ),
             );
         }
     }
@@ -83,18 +105,33 @@ impl Fixture {
     /// Makes signet's own records visible to the fake resolver, as its DNS server would.
     async fn serve_zone(&self) {
         let mut tx = self.service.store.begin().await.unwrap();
+        let published = tx.published_keys().await.unwrap();
         let mut txts = self.service.dns.txts.lock().unwrap();
         txts.clear();
-        for key in tx.published_keys().await.unwrap() {
-            let name = self.service.settings.zone.record_name(&key.tenant, &key.domain, key.slot);
+        for key in published {
+            let name = self
+                .service
+                .settings
+                .zone
+                .record_name(&key.tenant, &key.domain, key.slot);
             txts.insert(name, key.public.record().to_string());
         }
     }
 
     async fn snapshot(&self) -> (Vec<String>, usize, u32) {
         let mut tx = self.service.store.begin().await.unwrap();
-        let configs = tx.configs().await.unwrap().iter().map(|c| format!("{c:?}")).collect();
-        (configs, tx.audit(None).await.unwrap().len(), tx.zone_serial().await.unwrap())
+        let configs = tx
+            .configs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        (
+            configs,
+            tx.audit(None).await.unwrap().len(),
+            tx.zone_serial().await.unwrap(),
+        )
     }
 }
 
@@ -104,43 +141,107 @@ fn d(name: &str) -> DomainName {
 
 async fn contoso() -> Fixture {
     let f = Fixture::new().await;
-    f.service.add_tenant(&"contoso".parse().unwrap()).await.unwrap();
-    f.service.add_domain(&"contoso".parse().unwrap(), &d("contoso.com")).await.unwrap();
+    f.service
+        .add_tenant(&"contoso".parse().unwrap())
+        .await
+        .unwrap();
+    f.service
+        .add_domain(&"contoso".parse().unwrap(), &d("contoso.com"))
+        .await
+        .unwrap();
     f
 }
 
 #[tokio::test]
 async fn a_tenant_gets_a_signing_initial_domain_and_a_routing_domain() {
     let f = contoso().await;
-    let initial = f.service.config(&d("contoso.dkim.example.net")).await.unwrap();
+    let initial = f
+        .service
+        .config(&d("contoso.dkim.example.net"))
+        .await
+        .unwrap();
     assert!(initial.enabled);
     assert_eq!(initial.status(), Status::Valid);
-    let routing = f.service.config(&d("contoso.mail.dkim.example.net")).await.unwrap_err();
-    assert!(routing.to_string().contains("can never be DKIM-enabled"), "{routing}");
+    let routing = f
+        .service
+        .config(&d("contoso.mail.dkim.example.net"))
+        .await
+        .unwrap_err();
+    assert!(
+        routing.to_string().contains("can never be DKIM-enabled"),
+        "{routing}"
+    );
     let custom = f.service.config(&d("contoso.com")).await.unwrap();
     assert!(!custom.enabled);
     assert_eq!(custom.status(), Status::CnameMissing);
-    assert_eq!(custom.signing_mode(), signet_keys::SigningMode::Default { slot: Slot::Selector1 });
+    assert_eq!(
+        custom.signing_mode(),
+        signet_keys::SigningMode::Default {
+            slot: Slot::Selector1
+        }
+    );
 }
 
 #[tokio::test]
 async fn enabling_without_cnames_is_refused_and_changes_nothing() {
     let f = contoso().await;
     let before = f.snapshot().await;
-    let err = f.service.set(&d("contoso.com"), SetOptions { enabled: Some(true), ..Default::default() }).await.unwrap_err();
+    let err = f
+        .service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, AppError::CnameMissing(_)));
-    assert!(text.starts_with("CNAME record does not exist for this config."), "{text}");
-    assert!(text.contains("Points to address or value: selector2-contoso-com._domainkey.contoso.dkim.example.net"));
+    assert!(
+        text.starts_with("CNAME record does not exist for this config."),
+        "{text}"
+    );
+    assert!(text.contains(
+        "Points to address or value: selector2-contoso-com._domainkey.contoso.dkim.example.net"
+    ));
     assert!(text.contains("selector1._domainkey.contoso.com: no CNAME record found"));
     assert_eq!(f.snapshot().await, before);
 
-    f.service.dns.cnames.lock().unwrap().insert("selector1._domainkey.contoso.com".into(), "elsewhere.example.".into());
-    let text = f.service.set(&d("contoso.com"), SetOptions { enabled: Some(true), ..Default::default() }).await.unwrap_err().to_string();
-    assert!(text.contains("points to elsewhere.example instead of selector1-contoso-com"), "{text}");
+    f.service.dns.cnames.lock().unwrap().insert(
+        "selector1._domainkey.contoso.com".into(),
+        "elsewhere.example.".into(),
+    );
+    let text = f
+        .service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("points to elsewhere.example instead of selector1-contoso-com"),
+        "{text}"
+    );
 
     *f.service.dns.down.lock().unwrap() = true;
-    let err = f.service.set(&d("contoso.com"), SetOptions { enabled: Some(true), ..Default::default() }).await.unwrap_err();
+    let err = f
+        .service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(err.is_temporary());
     assert_eq!(f.snapshot().await, before);
 }
@@ -149,16 +250,55 @@ async fn enabling_without_cnames_is_refused_and_changes_nothing() {
 async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     let f = contoso().await;
     f.publish_cnames("contoso.com");
-    let enabled = f.service.set(&d("contoso.com"), SetOptions { enabled: Some(true), ..Default::default() }).await.unwrap();
+    let enabled = f
+        .service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(enabled.status(), Status::Valid);
     assert_eq!(enabled.summary(), "Signing DKIM signatures for this domain");
 
-    let rotated = f.service.rotate(&d("contoso.com"), Some(signet_keys::RsaBits::B1024)).await.unwrap();
+    let rotated = f
+        .service
+        .rotate(&d("contoso.com"), Some(signet_keys::RsaBits::B1024))
+        .await
+        .unwrap();
     let rotation = rotated.last_rotation.unwrap();
-    assert_eq!((rotation.before, rotation.after), (Slot::Selector1, Slot::Selector2));
-    assert_eq!(rotated.slots.get(Slot::Selector2).unwrap().public.spec.bits(), 1024);
-    assert_eq!(rotated.slots.get(Slot::Selector1).unwrap().public.spec.bits(), 2048, "size applies to the new key only");
-    assert_eq!(rotated.summary(), "Rotating keys for this domain and signing DKIM signatures");
+    assert_eq!(
+        (rotation.before, rotation.after),
+        (Slot::Selector1, Slot::Selector2)
+    );
+    assert_eq!(
+        rotated
+            .slots
+            .get(Slot::Selector2)
+            .unwrap()
+            .public
+            .spec
+            .bits(),
+        1024
+    );
+    assert_eq!(
+        rotated
+            .slots
+            .get(Slot::Selector1)
+            .unwrap()
+            .public
+            .spec
+            .bits(),
+        2048,
+        "size applies to the new key only"
+    );
+    assert_eq!(
+        rotated.summary(),
+        "Rotating keys for this domain and signing DKIM signatures"
+    );
     let again = f.service.rotate(&d("contoso.com"), None).await.unwrap_err();
     assert!(again.to_string().contains("already in progress"), "{again}");
 
@@ -166,27 +306,62 @@ async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     f.serve_zone().await;
     f.advance(Span::hours(72));
     f.service.tick().await.unwrap();
-    assert_eq!(f.service.config(&d("contoso.com")).await.unwrap().slots.signing().unwrap().0, Slot::Selector1);
+    assert_eq!(
+        f.service
+            .config(&d("contoso.com"))
+            .await
+            .unwrap()
+            .slots
+            .signing()
+            .unwrap()
+            .0,
+        Slot::Selector1
+    );
 
     // Day 5: due, but the customer's CNAME for selector2 has vanished: the old key keeps signing.
-    f.service.dns.cnames.lock().unwrap().remove("selector2._domainkey.contoso.com");
+    f.service
+        .dns
+        .cnames
+        .lock()
+        .unwrap()
+        .remove("selector2._domainkey.contoso.com");
     f.advance(Span::hours(48));
     let report = f.service.tick().await.unwrap();
     let config = f.service.config(&d("contoso.com")).await.unwrap();
     assert_eq!(config.slots.signing().unwrap().0, Slot::Selector1);
     assert_eq!(config.status(), Status::CnameMissing);
-    assert!(report.events.iter().any(|e| e.contains("not yet visible at selector2._domainkey.contoso.com")), "{report:?}");
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.contains("not yet visible at selector2._domainkey.contoso.com")),
+        "{report:?}"
+    );
 
     // The CNAME is back: the switch happens at the next pass.
     f.publish_cnames("contoso.com");
     f.advance(Span::hours(1));
     let report = f.service.tick().await.unwrap();
-    assert!(report.events.iter().any(|e| e.contains("switched signing from selector1 to selector2")), "{report:?}");
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.contains("switched signing from selector1 to selector2")),
+        "{report:?}"
+    );
     let config = f.service.config(&d("contoso.com")).await.unwrap();
     assert_eq!(config.slots.signing().unwrap().0, Slot::Selector2);
-    assert!(matches!(config.slots.get(Slot::Selector1).unwrap().state, KeyState::Retiring { .. }));
+    assert!(matches!(
+        config.slots.get(Slot::Selector1).unwrap().state,
+        KeyState::Retiring { .. }
+    ));
     let refused = f.service.rotate(&d("contoso.com"), None).await.unwrap_err();
-    assert!(refused.to_string().contains("still published for mail in flight"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("still published for mail in flight"),
+        "{refused}"
+    );
 
     // A week later the old record is withdrawn.
     let serial = f.snapshot().await.2;
@@ -195,7 +370,15 @@ async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     let config = f.service.config(&d("contoso.com")).await.unwrap();
     assert!(config.slots.get(Slot::Selector1).is_none());
     assert_eq!(f.snapshot().await.2, serial + 1);
-    assert_eq!(f.service.records(&d("contoso.com")).await.unwrap().txts.len(), 1);
+    assert_eq!(
+        f.service
+            .records(&d("contoso.com"))
+            .await
+            .unwrap()
+            .txts
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -216,14 +399,38 @@ async fn automatic_rotation_starts_after_the_interval() {
     tx.save_config(&config, &[]).await.unwrap();
     tx.commit().await.unwrap();
     f.service.tick().await.unwrap();
-    assert!(f.service.config(&initial).await.unwrap().slots.awaiting().is_none());
+    assert!(
+        f.service
+            .config(&initial)
+            .await
+            .unwrap()
+            .slots
+            .awaiting()
+            .is_none()
+    );
     f.advance(Span::days(1));
     let report = f.service.tick().await.unwrap();
-    assert!(report.events.iter().any(|e| e.contains("automatic rotation started")), "{report:?}");
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.contains("automatic rotation started")),
+        "{report:?}"
+    );
     // The initial domain is served by signet itself: it switches when the date comes.
     f.advance(Span::hours(96));
     f.service.tick().await.unwrap();
-    assert_eq!(f.service.config(&initial).await.unwrap().slots.signing().unwrap().0, Slot::Selector2);
+    assert_eq!(
+        f.service
+            .config(&initial)
+            .await
+            .unwrap()
+            .slots
+            .signing()
+            .unwrap()
+            .0,
+        Slot::Selector2
+    );
 }
 
 #[tokio::test]
@@ -236,15 +443,30 @@ async fn domains_are_checked_against_the_tenant_and_the_zone() {
         ("contoso-com.example", "would share the selector names"),
     ] {
         if domain == "contoso-com.example" {
-            f.service.add_domain(&tenant, &d("contoso.com.example")).await.unwrap();
+            f.service
+                .add_domain(&tenant, &d("contoso.com.example"))
+                .await
+                .unwrap();
         }
-        let err = f.service.add_domain(&tenant, &d(domain)).await.unwrap_err().to_string();
+        let err = f
+            .service
+            .add_domain(&tenant, &d(domain))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(why), "{domain}: {err}");
     }
-    let err = f.service.add_domain(&"nobody".parse().unwrap(), &d("n.example")).await.unwrap_err();
+    let err = f
+        .service
+        .add_domain(&"nobody".parse().unwrap(), &d("n.example"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("does not exist"));
     let err = f.service.remove_tenant(&tenant).await.unwrap_err();
-    assert!(err.to_string().contains("still has accepted domains"), "{err}");
+    assert!(
+        err.to_string().contains("still has accepted domains"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -256,10 +478,26 @@ async fn keys_open_with_the_master_key_and_import_goes_through_rotation() {
     assert_eq!(private.public_key().unwrap(), key.public);
 
     f.publish_cnames("contoso.com");
-    f.service.set(&d("contoso.com"), SetOptions { enabled: Some(true), ..Default::default() }).await.unwrap();
-    let pem = openssl::rsa::Rsa::generate(2048).unwrap().private_key_to_pem().unwrap();
+    f.service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let pem = openssl::rsa::Rsa::generate(2048)
+        .unwrap()
+        .private_key_to_pem()
+        .unwrap();
     let imported = f.service.import_key(&d("contoso.com"), &pem).await.unwrap();
     assert_eq!(imported.slots.awaiting().unwrap().0, Slot::Selector2);
-    let err = f.service.import_key(&d("contoso.com"), b"garbage").await.unwrap_err();
+    let err = f
+        .service
+        .import_key(&d("contoso.com"), b"garbage")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not PEM"));
 }

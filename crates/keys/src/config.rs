@@ -66,7 +66,10 @@ impl KeyZone {
         if name.len() > 253 {
             return Err(Error::DomainName {
                 name: domain.to_string(),
-                why: format!("its key record name would have {} characters; DNS allows 253", name.len()),
+                why: format!(
+                    "its key record name would have {} characters; DNS allows 253",
+                    name.len()
+                ),
             });
         }
         Ok(())
@@ -213,7 +216,10 @@ impl SigningConfig {
         if self.slots.is_empty() {
             Status::NoDkimKeys
         } else if self.kind == DomainKind::Initial
-            || self.cname_check.as_ref().is_some_and(CnameCheck::both_correct)
+            || self
+                .cname_check
+                .as_ref()
+                .is_some_and(CnameCheck::both_correct)
         {
             Status::Valid
         } else {
@@ -222,7 +228,9 @@ impl SigningConfig {
     }
 
     pub fn signing_mode(&self) -> SigningMode {
-        let Some((slot, _)) = self.slots.signing() else { return SigningMode::Unsigned };
+        let Some((slot, _)) = self.slots.signing() else {
+            return SigningMode::Unsigned;
+        };
         if self.kind == DomainKind::Custom && self.enabled && self.status() == Status::Valid {
             SigningMode::Custom { slot }
         } else {
@@ -299,8 +307,14 @@ mod tests {
             zone().record_name(&tenant(), &initial, Slot::Selector2),
             "selector2-contoso-dkim-example-net._domainkey.contoso.dkim.example.net"
         );
-        assert_eq!(zone().routing_domain(&tenant()).unwrap().as_str(), "contoso.mail.dkim.example.net");
-        assert_eq!(customer_selector_name(&domain, Slot::Selector2), "selector2._domainkey.contoso.com");
+        assert_eq!(
+            zone().routing_domain(&tenant()).unwrap().as_str(),
+            "contoso.mail.dkim.example.net"
+        );
+        assert_eq!(
+            customer_selector_name(&domain, Slot::Selector2),
+            "selector2._domainkey.contoso.com"
+        );
     }
 
     #[test]
@@ -315,7 +329,13 @@ mod tests {
     #[test]
     fn cname_findings_compare_case_and_dot_insensitively() {
         let expected = "selector1-contoso-com._domainkey.contoso.dkim.example.net";
-        assert_eq!(CnameFinding::judge(Some("SELECTOR1-contoso-com._domainkey.contoso.dkim.example.net."), expected), CnameFinding::Correct);
+        assert_eq!(
+            CnameFinding::judge(
+                Some("SELECTOR1-contoso-com._domainkey.contoso.dkim.example.net."),
+                expected
+            ),
+            CnameFinding::Correct
+        );
         assert_eq!(CnameFinding::judge(None, expected), CnameFinding::Missing);
         assert_eq!(
             CnameFinding::judge(Some("other.example."), expected),
@@ -324,7 +344,10 @@ mod tests {
     }
 
     fn config(kind: DomainKind, enabled: bool, check: Option<CnameCheck>) -> SigningConfig {
-        let public = PublicKey { spec: KeySpec::Rsa(RsaBits::B2048), bytes: vec![1] };
+        let public = PublicKey {
+            spec: KeySpec::Rsa(RsaBits::B2048),
+            bytes: vec![1],
+        };
         SigningConfig {
             domain: "contoso.com".parse().unwrap(),
             tenant: tenant(),
@@ -347,19 +370,50 @@ mod tests {
     #[test]
     fn status_and_signing_mode_follow_the_cnames() {
         let at = Timestamp::from_unix(5);
-        let good = CnameCheck { at, selector1: CnameFinding::Correct, selector2: CnameFinding::Correct };
-        let half = CnameCheck { selector2: CnameFinding::Missing, ..good.clone() };
+        let good = CnameCheck {
+            at,
+            selector1: CnameFinding::Correct,
+            selector2: CnameFinding::Correct,
+        };
+        let half = CnameCheck {
+            selector2: CnameFinding::Missing,
+            ..good.clone()
+        };
 
         let c = config(DomainKind::Custom, true, Some(good.clone()));
-        assert_eq!((c.status(), c.signing_mode()), (Status::Valid, SigningMode::Custom { slot: Slot::Selector1 }));
+        assert_eq!(
+            (c.status(), c.signing_mode()),
+            (
+                Status::Valid,
+                SigningMode::Custom {
+                    slot: Slot::Selector1
+                }
+            )
+        );
         assert_eq!(c.summary(), "Signing DKIM signatures for this domain");
 
         let c = config(DomainKind::Custom, true, Some(half));
-        assert_eq!((c.status(), c.signing_mode()), (Status::CnameMissing, SigningMode::Default { slot: Slot::Selector1 }));
-        assert!(c.status_detail(&zone()).contains("selector2._domainkey.contoso.com: no CNAME record found"));
+        assert_eq!(
+            (c.status(), c.signing_mode()),
+            (
+                Status::CnameMissing,
+                SigningMode::Default {
+                    slot: Slot::Selector1
+                }
+            )
+        );
+        assert!(
+            c.status_detail(&zone())
+                .contains("selector2._domainkey.contoso.com: no CNAME record found")
+        );
 
         let c = config(DomainKind::Custom, false, Some(good));
-        assert_eq!(c.signing_mode(), SigningMode::Default { slot: Slot::Selector1 });
+        assert_eq!(
+            c.signing_mode(),
+            SigningMode::Default {
+                slot: Slot::Selector1
+            }
+        );
         assert_eq!(c.summary(), "Not signing DKIM signatures for the domain");
 
         let c = config(DomainKind::Initial, true, None);
@@ -367,7 +421,10 @@ mod tests {
 
         let mut c = config(DomainKind::Custom, true, None);
         c.slots = Slots::default();
-        assert_eq!((c.status(), c.signing_mode()), (Status::NoDkimKeys, SigningMode::Unsigned));
+        assert_eq!(
+            (c.status(), c.signing_mode()),
+            (Status::NoDkimKeys, SigningMode::Unsigned)
+        );
         assert_eq!(c.summary(), "No DKIM keys saved for this domain");
     }
 }

@@ -15,9 +15,9 @@ use openssl::rsa::Rsa;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use zeroize::Zeroizing;
 
+use crate::Error;
 use crate::record::{DkimRecord, KeyType};
 use crate::spec::{KeySpec, RsaBits};
-use crate::Error;
 
 /// Bytes that must never be shown: zeroed on drop, `Debug` prints `[redacted]`.
 pub struct Secret(Zeroizing<Vec<u8>>);
@@ -42,7 +42,9 @@ pub struct PrivateKey {
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PrivateKey").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("PrivateKey")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,11 +65,14 @@ impl PrivateKey {
         let text = String::from_utf8_lossy(pem);
         if text.contains("ENCRYPTED") {
             return Err(Error::Key(
-                "the key file is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)".into(),
+                "the key file is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)"
+                    .into(),
             ));
         }
         if !text.contains("-----BEGIN") {
-            return Err(Error::Key("the key file is not PEM (no -----BEGIN line)".into()));
+            return Err(Error::Key(
+                "the key file is not PEM (no -----BEGIN line)".into(),
+            ));
         }
         let pkey = PKey::private_key_from_pem(pem)
             .map_err(|_| Error::Key("the key file is not a readable PEM private key".into()))?;
@@ -84,9 +89,13 @@ impl PrivateKey {
     fn from_pkey(pkey: PKey<Private>) -> Result<PrivateKey, Error> {
         let spec = match pkey.id() {
             Id::RSA => {
-                let rsa = pkey.rsa().map_err(|e| Error::Key(format!("unreadable RSA key: {e}")))?;
+                let rsa = pkey
+                    .rsa()
+                    .map_err(|e| Error::Key(format!("unreadable RSA key: {e}")))?;
                 if !rsa.check_key().unwrap_or(false) {
-                    return Err(Error::Key("the RSA key is inconsistent (check failed)".into()));
+                    return Err(Error::Key(
+                        "the RSA key is inconsistent (check failed)".into(),
+                    ));
                 }
                 KeySpec::Rsa(RsaBits::imported(pkey.bits())?)
             }
@@ -118,7 +127,10 @@ impl PrivateKey {
             KeySpec::Ed25519 => self.pkey.raw_public_key(),
         }
         .map_err(|e| Error::Key(format!("cannot derive the public key: {e}")))?;
-        Ok(PublicKey { spec: self.spec, bytes })
+        Ok(PublicKey {
+            spec: self.spec,
+            bytes,
+        })
     }
 }
 
@@ -136,7 +148,10 @@ impl PublicKey {
             KeySpec::Rsa(_) => KeyType::Rsa,
             KeySpec::Ed25519 => KeyType::Ed25519,
         };
-        DkimRecord { key_type, public_key: self.bytes.clone() }
+        DkimRecord {
+            key_type,
+            public_key: self.bytes.clone(),
+        }
     }
 }
 
@@ -174,7 +189,10 @@ impl MasterKey {
                 .map_err(|_| Error::Seal("the master key is not base64".into()))?,
         );
         let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            Error::Seal(format!("the master key has {} bytes; it must have 32", bytes.len()))
+            Error::Seal(format!(
+                "the master key has {} bytes; it must have 32",
+                bytes.len()
+            ))
         })?;
         Ok(MasterKey(Zeroizing::new(key)))
     }
@@ -210,13 +228,22 @@ impl MasterKey {
             )
         };
         if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION {
-            return Err(Error::Seal("a stored key is not in signet's sealed format".into()));
+            return Err(Error::Seal(
+                "a stored key is not in signet's sealed format".into(),
+            ));
         }
         let (nonce, rest) = sealed[1..].split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        decrypt_aead(Cipher::aes_256_gcm(), self.0.as_ref(), Some(nonce), context, ciphertext, tag)
-            .map(|plain| Secret(Zeroizing::new(plain)))
-            .map_err(|_| wrong())
+        decrypt_aead(
+            Cipher::aes_256_gcm(),
+            self.0.as_ref(),
+            Some(nonce),
+            context,
+            ciphertext,
+            tag,
+        )
+        .map(|plain| Secret(Zeroizing::new(plain)))
+        .map_err(|_| wrong())
     }
 }
 
@@ -243,11 +270,17 @@ mod tests {
     fn pem_import_reads_pkcs1_and_pkcs8() {
         let rsa = Rsa::generate(2048).unwrap();
         let pkcs1 = rsa.private_key_to_pem().unwrap();
-        let pkcs8 = PKey::from_rsa(rsa).unwrap().private_key_to_pem_pkcs8().unwrap();
+        let pkcs8 = PKey::from_rsa(rsa)
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap();
         let a = PrivateKey::from_pem(&pkcs1).unwrap();
         let b = PrivateKey::from_pem(&pkcs8).unwrap();
         assert_eq!(a.public_key().unwrap(), b.public_key().unwrap());
-        let ed = PKey::generate_ed25519().unwrap().private_key_to_pem_pkcs8().unwrap();
+        let ed = PKey::generate_ed25519()
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap();
         assert_eq!(PrivateKey::from_pem(&ed).unwrap().spec(), KeySpec::Ed25519);
     }
 
@@ -256,7 +289,8 @@ mod tests {
         let small = Rsa::generate(512).unwrap().private_key_to_pem().unwrap();
         let ec = PKey::from_ec_key(
             openssl::ec::EcKey::generate(
-                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
             )
             .unwrap(),
         )
@@ -267,8 +301,14 @@ mod tests {
             (small, "at least 1024".as_bytes()),
             (ec, b"unsupported key type"),
             (b"hello".to_vec(), b"not PEM"),
-            (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(), b"not a readable"),
-            (b"-----BEGIN ENCRYPTED PRIVATE KEY-----".to_vec(), b"encrypted"),
+            (
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(),
+                b"not a readable",
+            ),
+            (
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----".to_vec(),
+                b"encrypted",
+            ),
         ] {
             let err = PrivateKey::from_pem(&pem).unwrap_err().to_string();
             assert!(err.contains(std::str::from_utf8(why).unwrap()), "{err}");
@@ -281,22 +321,46 @@ mod tests {
         let key = PrivateKey::generate(KeySpec::Ed25519).unwrap();
         let der = key.pkcs8_der().unwrap();
         let sealed = master.seal(&der, b"key-1").unwrap();
-        assert!(!sealed.windows(16).any(|w| der.expose().windows(16).any(|d| d == w)));
-        assert_eq!(master.open(&sealed, b"key-1").unwrap().expose(), der.expose());
+        assert!(
+            !sealed
+                .windows(16)
+                .any(|w| der.expose().windows(16).any(|d| d == w))
+        );
+        assert_eq!(
+            master.open(&sealed, b"key-1").unwrap().expose(),
+            der.expose()
+        );
         assert!(master.open(&sealed, b"key-2").is_err());
         let other = MasterKey::generate().unwrap();
-        assert!(other.open(&sealed, b"key-1").unwrap_err().to_string().contains("does not match"));
+        assert!(
+            other
+                .open(&sealed, b"key-1")
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
         let text = master.to_text();
         let back = MasterKey::from_text(&text).unwrap();
         assert_eq!(back.open(&sealed, b"key-1").unwrap().expose(), der.expose());
-        assert!(MasterKey::from_text("c2hvcnQ=").unwrap_err().to_string().contains("32"));
+        assert!(
+            MasterKey::from_text("c2hvcnQ=")
+                .unwrap_err()
+                .to_string()
+                .contains("32")
+        );
     }
 
     #[test]
     fn secrets_never_print() {
         let key = PrivateKey::generate(KeySpec::Ed25519).unwrap();
-        assert_eq!(format!("{:?}", key.pkcs8_der().unwrap()), "Secret([redacted])");
+        assert_eq!(
+            format!("{:?}", key.pkcs8_der().unwrap()),
+            "Secret([redacted])"
+        );
         assert!(!format!("{key:?}").contains("pkey"));
-        assert_eq!(format!("{:?}", MasterKey::generate().unwrap()), "MasterKey([redacted])");
+        assert_eq!(
+            format!("{:?}", MasterKey::generate().unwrap()),
+            "MasterKey([redacted])"
+        );
     }
 }

@@ -48,7 +48,10 @@ impl FromStr for DomainName {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::DomainName { name: text.to_string(), why: why.to_string() };
+        let bad = |why: &str| Error::DomainName {
+            name: text.to_string(),
+            why: why.to_string(),
+        };
         let trimmed = text.strip_suffix('.').unwrap_or(text);
         if trimmed.is_empty() {
             return Err(bad("it is empty"));
@@ -59,7 +62,8 @@ impl FromStr for DomainName {
         let ascii = if trimmed.is_ascii() {
             trimmed.to_ascii_lowercase()
         } else {
-            idna::domain_to_ascii_strict(trimmed).map_err(|_| bad("it is not a valid internationalised name"))?
+            idna::domain_to_ascii_strict(trimmed)
+                .map_err(|_| bad("it is not a valid internationalised name"))?
         };
         if ascii.len() > 253 {
             return Err(bad("it is longer than 253 characters"));
@@ -69,10 +73,17 @@ impl FromStr for DomainName {
             check_label(label).map_err(|why| bad(&why))?;
         }
         if labels.len() < 2 {
-            return Err(bad("it has a single label; a domain needs at least two, like example.com"));
+            return Err(bad(
+                "it has a single label; a domain needs at least two, like example.com",
+            ));
         }
-        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(bad("its last label is numeric, so it looks like an IP address"));
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(bad(
+                "its last label is numeric, so it looks like an IP address",
+            ));
         }
         Ok(DomainName(ascii))
     }
@@ -86,8 +97,13 @@ pub(crate) fn check_label(label: &str) -> Result<(), String> {
     if label.len() > 63 {
         return Err(format!("label '{label}' is longer than 63 characters"));
     }
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-        return Err(format!("label '{label}' contains '{c}'; only letters, digits and '-' are allowed"));
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(format!(
+            "label '{label}' contains '{c}'; only letters, digits and '-' are allowed"
+        ));
     }
     if label.starts_with('-') || label.ends_with('-') {
         return Err(format!("label '{label}' starts or ends with '-'"));
@@ -133,7 +149,10 @@ impl FromStr for TenantName {
 
     fn from_str(text: &str) -> Result<Self, Error> {
         let name = text.to_ascii_lowercase();
-        let bad = |why: String| Error::TenantName { name: text.to_string(), why };
+        let bad = |why: String| Error::TenantName {
+            name: text.to_string(),
+            why,
+        };
         check_label(&name).map_err(|why| bad(why.replace("label", "name")))?;
         if RESERVED_TENANT_NAMES.contains(&name.as_str()) {
             return Err(bad("it is reserved for the key zone's own use".into()));
@@ -175,7 +194,11 @@ mod tests {
             ("xn--bcher-kva.example", "xn--bcher-kva.example"),
             ("a-b.example", "a-b.example"),
         ] {
-            assert_eq!(input.parse::<DomainName>().unwrap().as_str(), canonical, "{input}");
+            assert_eq!(
+                input.parse::<DomainName>().unwrap().as_str(),
+                canonical,
+                "{input}"
+            );
         }
     }
 
@@ -193,7 +216,10 @@ mod tests {
             ("contoso com", "white space"),
             ("192.168.1.1", "numeric"),
             (&format!("{}.com", "a".repeat(64)), "longer than 63"),
-            (&format!("{}.com", vec!["a".repeat(60); 5].join(".")), "longer than 253"),
+            (
+                &format!("{}.com", vec!["a".repeat(60); 5].join(".")),
+                "longer than 253",
+            ),
         ] {
             let err = input.parse::<DomainName>().unwrap_err().to_string();
             assert!(err.contains(why), "{input:?}: {err}");
@@ -209,7 +235,11 @@ mod tests {
             ("notdkim.example.net", false),
             ("example.net", false),
         ] {
-            assert_eq!(name.parse::<DomainName>().unwrap().is_within(&zone), inside, "{name}");
+            assert_eq!(
+                name.parse::<DomainName>().unwrap().is_within(&zone),
+                inside,
+                "{name}"
+            );
         }
     }
 

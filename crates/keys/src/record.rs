@@ -43,7 +43,12 @@ impl DkimRecord {
 
 impl fmt::Display for DkimRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v=DKIM1; k={}; p={}", self.key_type.tag(), STANDARD.encode(&self.public_key))
+        write!(
+            f,
+            "v=DKIM1; k={}; p={}",
+            self.key_type.tag(),
+            STANDARD.encode(&self.public_key)
+        )
     }
 }
 
@@ -83,7 +88,10 @@ impl FromStr for DkimRecord {
             }
         }
         let public_key = public_key.ok_or_else(|| bad("the record has no p= tag".into()))?;
-        Ok(DkimRecord { key_type, public_key })
+        Ok(DkimRecord {
+            key_type,
+            public_key,
+        })
     }
 }
 
@@ -99,7 +107,10 @@ mod tests {
 
     #[test]
     fn renders_the_canonical_form() {
-        let record = DkimRecord { key_type: KeyType::Ed25519, public_key: vec![0; 32] };
+        let record = DkimRecord {
+            key_type: KeyType::Ed25519,
+            public_key: vec![0; 32],
+        };
         assert_eq!(
             record.to_string(),
             "v=DKIM1; k=ed25519; p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -108,8 +119,16 @@ mod tests {
 
     #[test]
     fn parses_what_others_publish() {
-        let r: DkimRecord = "v=DKIM1;  h=sha256 ; k=rsa; t=s; p=AQID\r\n BAU=;".parse().unwrap();
-        assert_eq!(r, DkimRecord { key_type: KeyType::Rsa, public_key: vec![1, 2, 3, 4, 5] });
+        let r: DkimRecord = "v=DKIM1;  h=sha256 ; k=rsa; t=s; p=AQID\r\n BAU=;"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            r,
+            DkimRecord {
+                key_type: KeyType::Rsa,
+                public_key: vec![1, 2, 3, 4, 5]
+            }
+        );
         let r: DkimRecord = "p=".parse().unwrap();
         assert!(r.is_revoked());
     }
@@ -133,7 +152,10 @@ mod tests {
     fn long_values_split_at_255_bytes() {
         let value = "x".repeat(600);
         let parts = txt_strings(&value);
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [255, 255, 90]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [255, 255, 90]
+        );
         assert_eq!(parts.concat(), value.as_bytes());
     }
 

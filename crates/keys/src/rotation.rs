@@ -9,6 +9,7 @@
 //! visible is an observation the caller makes (a DNS lookup) and passes in.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use crate::material::PublicKey;
 use crate::spec::Slot;
@@ -23,7 +24,10 @@ impl KeyId {
     pub fn random() -> KeyId {
         let mut bytes = [0u8; 16];
         openssl::rand::rand_bytes(&mut bytes).expect("the OS random source is available");
-        KeyId(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        KeyId(bytes.iter().fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        }))
     }
 }
 
@@ -64,7 +68,10 @@ pub struct RotationPolicy {
 
 impl Default for RotationPolicy {
     fn default() -> Self {
-        RotationPolicy { delay: Span::hours(96), retention: Span::days(7) }
+        RotationPolicy {
+            delay: Span::hours(96),
+            retention: Span::days(7),
+        }
     }
 }
 
@@ -104,18 +111,34 @@ impl Slots {
     /// Slots holding a single key in `selector1`, signing from now on.
     pub fn with_first_key(id: KeyId, public: PublicKey, now: Timestamp) -> Slots {
         Slots {
-            selector1: Some(SlotKey { id, public, created: now, state: KeyState::Signing }),
+            selector1: Some(SlotKey {
+                id,
+                public,
+                created: now,
+                state: KeyState::Signing,
+            }),
             selector2: None,
         }
     }
 
     /// Rebuilds slots from storage. Refuses combinations the state machine never produces.
-    pub fn from_parts(selector1: Option<SlotKey>, selector2: Option<SlotKey>) -> Result<Slots, String> {
-        let slots = Slots { selector1, selector2 };
-        let signing = slots.iter().filter(|(_, k)| k.state == KeyState::Signing).count();
+    pub fn from_parts(
+        selector1: Option<SlotKey>,
+        selector2: Option<SlotKey>,
+    ) -> Result<Slots, String> {
+        let slots = Slots {
+            selector1,
+            selector2,
+        };
+        let signing = slots
+            .iter()
+            .filter(|(_, k)| k.state == KeyState::Signing)
+            .count();
         let keys = slots.iter().count();
         if keys > 0 && signing != 1 {
-            return Err(format!("{keys} key(s) but {signing} signing; exactly one must sign"));
+            return Err(format!(
+                "{keys} key(s) but {signing} signing; exactly one must sign"
+            ));
         }
         Ok(slots)
     }
@@ -136,7 +159,9 @@ impl Slots {
 
     /// Every key present, all of which are published.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &SlotKey)> {
-        Slot::BOTH.into_iter().filter_map(|slot| self.get(slot).map(|key| (slot, key)))
+        Slot::BOTH
+            .into_iter()
+            .filter_map(|slot| self.get(slot).map(|key| (slot, key)))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,7 +184,9 @@ impl Slots {
     /// The slot that would switch now if its key were visible: the caller checks visibility for
     /// this one only.
     pub fn switch_due(&self, now: Timestamp) -> Option<Slot> {
-        self.awaiting().filter(|(_, rotate_on)| *rotate_on <= now).map(|(slot, _)| slot)
+        self.awaiting()
+            .filter(|(_, rotate_on)| *rotate_on <= now)
+            .map(|(slot, _)| slot)
     }
 
     /// Starts a rotation: `key` goes into the free slot and may sign from `now + delay`.
@@ -174,7 +201,10 @@ impl Slots {
         let next = current.other();
         match self.get(next).map(|k| k.state) {
             Some(KeyState::AwaitingSwitch { rotate_on }) => {
-                return Err(RotationRefused::InProgress { slot: next, rotate_on });
+                return Err(RotationRefused::InProgress {
+                    slot: next,
+                    rotate_on,
+                });
             }
             Some(KeyState::Retiring { until }) => {
                 return Err(RotationRefused::Retiring { slot: next, until });
@@ -184,15 +214,21 @@ impl Slots {
         }
         let mut slots = self.clone();
         let rotate_on = now.plus(delay);
-        *slots.get_mut(next) =
-            Some(SlotKey { id, public, created: now, state: KeyState::AwaitingSwitch { rotate_on } });
+        *slots.get_mut(next) = Some(SlotKey {
+            id,
+            public,
+            created: now,
+            state: KeyState::AwaitingSwitch { rotate_on },
+        });
         Ok((slots, next))
     }
 
     /// True when automatic rotation with `interval` should start a rotation now.
     pub fn automatic_rotation_due(&self, interval: Span, now: Timestamp) -> bool {
         let idle = self.iter().count() == 1;
-        idle && self.signing().is_some_and(|(_, key)| key.created.plus(interval) <= now)
+        idle && self
+            .signing()
+            .is_some_and(|(_, key)| key.created.plus(interval) <= now)
     }
 
     /// Moves time forward to `now`. `new_key_visible` says whether the key of
@@ -211,7 +247,10 @@ impl Slots {
             if let KeyState::Retiring { until } = key.state
                 && until <= now
             {
-                transitions.push(Transition::Retired { slot, key: key.id.clone() });
+                transitions.push(Transition::Retired {
+                    slot,
+                    key: key.id.clone(),
+                });
                 *slots.get_mut(slot) = None;
             }
         }
@@ -220,7 +259,9 @@ impl Slots {
         {
             let from = next.other();
             if let Some(old) = slots.get_mut(from).as_mut() {
-                old.state = KeyState::Retiring { until: now.plus(policy.retention) };
+                old.state = KeyState::Retiring {
+                    until: now.plus(policy.retention),
+                };
             }
             if let Some(new) = slots.get_mut(next).as_mut() {
                 new.state = KeyState::Signing;
@@ -236,24 +277,32 @@ mod tests {
     use super::*;
     use crate::spec::{KeySpec, RsaBits};
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     fn public(n: u8) -> PublicKey {
-        PublicKey { spec: KeySpec::Rsa(RsaBits::B2048), bytes: vec![n] }
+        PublicKey {
+            spec: KeySpec::Rsa(RsaBits::B2048),
+            bytes: vec![n],
+        }
     }
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::from_unix(seconds)
     }
 
-    const POLICY: RotationPolicy =
-        RotationPolicy { delay: Span::seconds_from(100), retention: Span::seconds_from(50) };
+    const POLICY: RotationPolicy = RotationPolicy {
+        delay: Span::seconds_from(100),
+        retention: Span::seconds_from(50),
+    };
 
     #[test]
     fn a_full_rotation_alternates_slots() {
         let slots = Slots::with_first_key(KeyId("a".into()), public(1), t(0));
         assert_eq!(slots.signing().unwrap().0, Slot::Selector1);
 
-        let (slots, next) = slots.begin_rotation(KeyId("b".into()), public(2), t(10), POLICY.delay).unwrap();
+        let (slots, next) = slots
+            .begin_rotation(KeyId("b".into()), public(2), t(10), POLICY.delay)
+            .unwrap();
         assert_eq!(next, Slot::Selector2);
         assert_eq!(slots.awaiting(), Some((Slot::Selector2, t(110))));
 
@@ -266,28 +315,63 @@ mod tests {
         assert_eq!(slots.signing().unwrap().0, Slot::Selector1);
 
         let (slots, done) = slots.advance(&POLICY, t(300), true);
-        assert_eq!(done, [Transition::SwitchedOver { from: Slot::Selector1, to: Slot::Selector2 }]);
-        assert_eq!(slots.get(Slot::Selector1).unwrap().state, KeyState::Retiring { until: t(350) });
+        assert_eq!(
+            done,
+            [Transition::SwitchedOver {
+                from: Slot::Selector1,
+                to: Slot::Selector2
+            }]
+        );
+        assert_eq!(
+            slots.get(Slot::Selector1).unwrap().state,
+            KeyState::Retiring { until: t(350) }
+        );
 
         let (slots, done) = slots.advance(&POLICY, t(349), true);
         assert!(done.is_empty() && slots.get(Slot::Selector1).is_some());
         let (slots, done) = slots.advance(&POLICY, t(350), true);
-        assert_eq!(done, [Transition::Retired { slot: Slot::Selector1, key: KeyId("a".into()) }]);
+        assert_eq!(
+            done,
+            [Transition::Retired {
+                slot: Slot::Selector1,
+                key: KeyId("a".into())
+            }]
+        );
 
         // The next rotation goes back to selector1.
-        let (_, next) = slots.begin_rotation(KeyId("c".into()), public(3), t(400), POLICY.delay).unwrap();
+        let (_, next) = slots
+            .begin_rotation(KeyId("c".into()), public(3), t(400), POLICY.delay)
+            .unwrap();
         assert_eq!(next, Slot::Selector1);
     }
 
     #[test]
     fn a_second_rotation_is_refused_while_one_is_under_way() {
         let slots = Slots::with_first_key(KeyId("a".into()), public(1), t(0));
-        let (slots, _) = slots.begin_rotation(KeyId("b".into()), public(2), t(0), POLICY.delay).unwrap();
-        let err = slots.begin_rotation(KeyId("c".into()), public(3), t(1), POLICY.delay).unwrap_err();
-        assert_eq!(err, RotationRefused::InProgress { slot: Slot::Selector2, rotate_on: t(100) });
+        let (slots, _) = slots
+            .begin_rotation(KeyId("b".into()), public(2), t(0), POLICY.delay)
+            .unwrap();
+        let err = slots
+            .begin_rotation(KeyId("c".into()), public(3), t(1), POLICY.delay)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RotationRefused::InProgress {
+                slot: Slot::Selector2,
+                rotate_on: t(100)
+            }
+        );
         let (slots, _) = slots.advance(&POLICY, t(100), true);
-        let err = slots.begin_rotation(KeyId("c".into()), public(3), t(101), POLICY.delay).unwrap_err();
-        assert_eq!(err, RotationRefused::Retiring { slot: Slot::Selector1, until: t(150) });
+        let err = slots
+            .begin_rotation(KeyId("c".into()), public(3), t(101), POLICY.delay)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RotationRefused::Retiring {
+                slot: Slot::Selector1,
+                until: t(150)
+            }
+        );
         assert_eq!(
             Slots::default().begin_rotation(KeyId("x".into()), public(0), t(0), POLICY.delay),
             Err(RotationRefused::NoKey)
@@ -299,14 +383,27 @@ mod tests {
         let slots = Slots::with_first_key(KeyId("a".into()), public(1), t(0));
         assert!(!slots.automatic_rotation_due(Span::seconds_from(1000), t(999)));
         assert!(slots.automatic_rotation_due(Span::seconds_from(1000), t(1000)));
-        let (busy, _) = slots.begin_rotation(KeyId("b".into()), public(2), t(1000), POLICY.delay).unwrap();
+        let (busy, _) = slots
+            .begin_rotation(KeyId("b".into()), public(2), t(1000), POLICY.delay)
+            .unwrap();
         assert!(!busy.automatic_rotation_due(Span::seconds_from(1000), t(5000)));
     }
 
     #[test]
     fn storage_cannot_hold_two_signers() {
-        let key = |id: &str, state| SlotKey { id: KeyId(id.into()), public: public(0), created: t(0), state };
-        assert!(Slots::from_parts(Some(key("a", KeyState::Signing)), Some(key("b", KeyState::Signing))).is_err());
+        let key = |id: &str, state| SlotKey {
+            id: KeyId(id.into()),
+            public: public(0),
+            created: t(0),
+            state,
+        };
+        assert!(
+            Slots::from_parts(
+                Some(key("a", KeyState::Signing)),
+                Some(key("b", KeyState::Signing))
+            )
+            .is_err()
+        );
         let retiring = KeyState::Retiring { until: t(5) };
         assert!(Slots::from_parts(Some(key("a", retiring)), None).is_err());
         assert!(Slots::from_parts(None, None).is_ok());
@@ -336,9 +433,9 @@ mod tests {
             let mut now = t(0);
             let mut slots = Slots::with_first_key(KeyId("k0".into()), public(0), now);
             let mut next_id = 1;
-            let mut seen_at: std::collections::HashMap<KeyId, Timestamp> = Default::default();
-            let mut rotate_on: std::collections::HashMap<KeyId, Timestamp> = Default::default();
-            let mut switched_at: std::collections::HashMap<KeyId, Timestamp> = Default::default();
+            let mut seen_at: HashMap<KeyId, Timestamp> = HashMap::new();
+            let mut rotate_on: HashMap<KeyId, Timestamp> = HashMap::new();
+            let mut switched_at: HashMap<KeyId, Timestamp> = HashMap::new();
             for step in steps {
                 match step {
                     Step::Wait(seconds) => now = now.plus(Span::seconds_from(seconds)),

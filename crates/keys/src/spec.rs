@@ -57,7 +57,9 @@ impl FromStr for Slot {
         match text.to_ascii_lowercase().as_str() {
             "selector1" => Ok(Slot::Selector1),
             "selector2" => Ok(Slot::Selector2),
-            _ => Err(Error::Unsupported(format!("'{text}' is not a slot: use selector1 or selector2"))),
+            _ => Err(Error::Unsupported(format!(
+                "'{text}' is not a slot: use selector1 or selector2"
+            ))),
         }
     }
 }
@@ -98,7 +100,8 @@ impl FromStr for Algorithm {
             "rsa-sha256" | "rsasha256" | "rsa" => Ok(Algorithm::RsaSha256),
             "ed25519-sha256" | "ed25519sha256" | "ed25519" => Ok(Algorithm::Ed25519Sha256),
             "rsa-sha1" | "rsasha1" => Err(Error::Unsupported(
-                "rsa-sha1 is not supported: RFC 8301 forbids signing with it; use rsa-sha256".into(),
+                "rsa-sha1 is not supported: RFC 8301 forbids signing with it; use rsa-sha256"
+                    .into(),
             )),
             _ => Err(Error::Unsupported(format!(
                 "'{text}' is not a supported algorithm: use rsa-sha256 or ed25519-sha256"
@@ -234,11 +237,29 @@ mod tests {
 
     #[test]
     fn both_spellings_parse() {
-        assert_eq!("rsa-sha256".parse::<Algorithm>().unwrap(), Algorithm::RsaSha256);
-        assert_eq!("RsaSHA256".parse::<Algorithm>().unwrap(), Algorithm::RsaSha256);
-        assert_eq!("ed25519-sha256".parse::<Algorithm>().unwrap(), Algorithm::Ed25519Sha256);
-        assert_eq!("Simple".parse::<Canonicalization>().unwrap(), Canonicalization::Simple);
-        assert!("rsa-sha1".parse::<Algorithm>().unwrap_err().to_string().contains("RFC 8301"));
+        assert_eq!(
+            "rsa-sha256".parse::<Algorithm>().unwrap(),
+            Algorithm::RsaSha256
+        );
+        assert_eq!(
+            "RsaSHA256".parse::<Algorithm>().unwrap(),
+            Algorithm::RsaSha256
+        );
+        assert_eq!(
+            "ed25519-sha256".parse::<Algorithm>().unwrap(),
+            Algorithm::Ed25519Sha256
+        );
+        assert_eq!(
+            "Simple".parse::<Canonicalization>().unwrap(),
+            Canonicalization::Simple
+        );
+        assert!(
+            "rsa-sha1"
+                .parse::<Algorithm>()
+                .unwrap_err()
+                .to_string()
+                .contains("RFC 8301")
+        );
     }
 
     #[test]
@@ -249,7 +270,12 @@ mod tests {
             let err = bad.parse::<RsaBits>().unwrap_err().to_string();
             assert!(err.contains("use 1024 or 2048"), "{bad}: {err}");
         }
-        assert!(RsaBits::imported(512).unwrap_err().to_string().contains("at least 1024"));
+        assert!(
+            RsaBits::imported(512)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 1024")
+        );
         assert!(KeySpec::new(Algorithm::Ed25519Sha256, Some(RsaBits::B1024)).is_err());
     }
 

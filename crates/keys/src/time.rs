@@ -45,7 +45,11 @@ impl Timestamp {
         }
         OffsetDateTime::parse(text, &Rfc3339)
             .map(|t| Self(t.unix_timestamp()))
-            .map_err(|_| Error::Time(format!("'{text}' is neither an RFC 3339 date nor Unix seconds")))
+            .map_err(|_| {
+                Error::Time(format!(
+                    "'{text}' is neither an RFC 3339 date nor Unix seconds"
+                ))
+            })
     }
 }
 

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use signet_keys::{
-    CnameCheck, DomainKind, DomainName, KeyId, PublicKey, Slot, SigningConfig, SlotKey, Slots,
+    CnameCheck, DomainKind, DomainName, KeyId, PublicKey, SigningConfig, Slot, SlotKey, Slots,
     TenantName, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -111,13 +111,18 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         Ok(Store { pool })
     }
 
     /// Starts a transaction. Dropping it without [`Tx::commit`] rolls everything back.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx { tx: self.pool.begin().await? })
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {
@@ -234,7 +239,10 @@ impl Tx {
     // ---- signing configs and keys ----
 
     pub async fn config(&mut self, domain: &DomainName) -> Result<Option<SigningConfig>> {
-        let row = sqlx::query(CONFIG_SELECT_ONE).bind(domain.as_str()).fetch_optional(&mut *self.tx).await?;
+        let row = sqlx::query(CONFIG_SELECT_ONE)
+            .bind(domain.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
         match row {
             Some(row) => Ok(Some(self.config_from_row(&row).await?)),
             None => Ok(None),
@@ -243,7 +251,9 @@ impl Tx {
 
     /// All configs, ordered by tenant then domain.
     pub async fn configs(&mut self) -> Result<Vec<SigningConfig>> {
-        let rows = sqlx::query(CONFIG_SELECT_ALL).fetch_all(&mut *self.tx).await?;
+        let rows = sqlx::query(CONFIG_SELECT_ALL)
+            .fetch_all(&mut *self.tx)
+            .await?;
         let mut configs = Vec::with_capacity(rows.len());
         for row in &rows {
             configs.push(self.config_from_row(row).await?);
@@ -265,7 +275,10 @@ impl Tx {
         let mut published_changed = false;
         for id in &before {
             if !after.contains(&id) {
-                sqlx::query("DELETE FROM keys WHERE id = $1").bind(&id.0).execute(&mut *self.tx).await?;
+                sqlx::query("DELETE FROM keys WHERE id = $1")
+                    .bind(&id.0)
+                    .execute(&mut *self.tx)
+                    .await?;
                 published_changed = true;
             }
         }
@@ -277,7 +290,12 @@ impl Tx {
                     .iter()
                     .find(|(id, _)| *id == key.id)
                     .map(|(_, sealed)| sealed)
-                    .ok_or_else(|| StoreError::Corrupt(format!("new key {} has no sealed private half", key.id)))?;
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "new key {} has no sealed private half",
+                            key.id
+                        ))
+                    })?;
                 self.insert_key(&config.domain, slot, key, sealed).await?;
                 published_changed = true;
             }
@@ -324,10 +342,13 @@ impl Tx {
         rows.iter()
             .map(|r| {
                 Ok(PublishedKey {
-                    tenant: parse(r.get::<String, _>(0))?,
-                    domain: parse(r.get::<String, _>(1))?,
-                    slot: parse(r.get::<String, _>(2))?,
-                    public: PublicKey { spec: decode_spec(&r.get::<String, _>(3))?, bytes: r.get(4) },
+                    tenant: parse(&r.get::<String, _>(0))?,
+                    domain: parse(&r.get::<String, _>(1))?,
+                    slot: parse(&r.get::<String, _>(2))?,
+                    public: PublicKey {
+                        spec: decode_spec(&r.get::<String, _>(3))?,
+                        bytes: r.get(4),
+                    },
                 })
             })
             .collect()
@@ -340,7 +361,9 @@ impl Tx {
         let value: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'zone_serial'")
             .fetch_one(&mut *self.tx)
             .await?;
-        value.parse().map_err(|_| StoreError::Corrupt(format!("zone serial '{value}'")))
+        value
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("zone serial '{value}'")))
     }
 
     async fn bump_serial(&mut self) -> Result<()> {
@@ -357,14 +380,16 @@ impl Tx {
     }
 
     pub async fn append_audit(&mut self, entry: &AuditEntry) -> Result<()> {
-        sqlx::query("INSERT INTO audit (at, actor, action, domain, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(entry.at.unix())
-            .bind(&entry.actor)
-            .bind(&entry.action)
-            .bind(entry.domain.as_deref())
-            .bind(&entry.detail)
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO audit (at, actor, action, domain, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(entry.at.unix())
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(entry.domain.as_deref())
+        .bind(&entry.detail)
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -487,10 +512,13 @@ impl Tx {
         .await?;
         let mut parts: [Option<SlotKey>; 2] = [None, None];
         for r in &rows {
-            let slot: Slot = parse(r.get::<String, _>(1))?;
+            let slot: Slot = parse(&r.get::<String, _>(1))?;
             let key = SlotKey {
                 id: KeyId(r.get(0)),
-                public: PublicKey { spec: decode_spec(&r.get::<String, _>(2))?, bytes: r.get(3) },
+                public: PublicKey {
+                    spec: decode_spec(&r.get::<String, _>(2))?,
+                    bytes: r.get(3),
+                },
                 created: Timestamp::from_unix(r.get(4)),
                 state: decode_state(&r.get::<String, _>(5), r.get(6))?,
             };
@@ -506,27 +534,24 @@ impl Tx {
         let rotation = match r.get::<Option<i64>, _>("rotate_on") {
             Some(on) => Some(signet_keys::RotationRecord {
                 rotate_on: Timestamp::from_unix(on),
-                before: parse(r.get::<String, _>("selector_before"))?,
-                after: parse(r.get::<String, _>("selector_after"))?,
+                before: parse(&r.get::<String, _>("selector_before"))?,
+                after: parse(&r.get::<String, _>("selector_after"))?,
             }),
             None => None,
         };
-        let cname_check = match r.get::<Option<i64>, _>("checked_at") {
-            Some(at) => Some(CnameCheck {
-                at: Timestamp::from_unix(at),
-                selector1: decode_check(&r.get::<String, _>("check_selector1")),
-                selector2: decode_check(&r.get::<String, _>("check_selector2")),
-            }),
-            None => None,
-        };
+        let cname_check = r.get::<Option<i64>, _>("checked_at").map(|at| CnameCheck {
+            at: Timestamp::from_unix(at),
+            selector1: decode_check(&r.get::<String, _>("check_selector1")),
+            selector2: decode_check(&r.get::<String, _>("check_selector2")),
+        });
         Ok(SigningConfig {
-            domain: parse(domain)?,
-            tenant: parse(r.get::<String, _>("tenant"))?,
+            domain: parse(&domain)?,
+            tenant: parse(&r.get::<String, _>("tenant"))?,
             kind: codec::decode_kind(&r.get::<String, _>("kind"))?,
             enabled: r.get("enabled"),
-            algorithm: parse(r.get::<String, _>("algorithm"))?,
-            header_canonicalization: parse(r.get::<String, _>("header_canonicalization"))?,
-            body_canonicalization: parse(r.get::<String, _>("body_canonicalization"))?,
+            algorithm: parse(&r.get::<String, _>("algorithm"))?,
+            header_canonicalization: parse(&r.get::<String, _>("header_canonicalization"))?,
+            body_canonicalization: parse(&r.get::<String, _>("body_canonicalization"))?,
             include_signature_creation_time: r.get("include_signature_creation_time"),
             include_key_expiration: r.get("include_key_expiration"),
             rotation_interval: r
@@ -559,21 +584,25 @@ macro_rules! config_select {
 const CONFIG_SELECT_ONE: &str = config_select!("WHERE c.domain = $1");
 const CONFIG_SELECT_ALL: &str = config_select!("ORDER BY d.tenant, c.domain");
 
-fn parse<T: FromStr>(text: String) -> Result<T>
+fn parse<T: FromStr>(text: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    text.parse().map_err(|e| StoreError::Corrupt(format!("'{text}': {e}")))
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("'{text}': {e}")))
 }
 
 fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
-    Ok(Tenant { name: parse(r.get::<String, _>(0))?, created: Timestamp::from_unix(r.get(1)) })
+    Ok(Tenant {
+        name: parse(&r.get::<String, _>(0))?,
+        created: Timestamp::from_unix(r.get(1)),
+    })
 }
 
 fn domain_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AcceptedDomain> {
     Ok(AcceptedDomain {
-        name: parse(r.get::<String, _>(0))?,
-        tenant: parse(r.get::<String, _>(1))?,
+        name: parse(&r.get::<String, _>(0))?,
+        tenant: parse(&r.get::<String, _>(1))?,
         kind: codec::decode_kind(&r.get::<String, _>(2))?,
         created: Timestamp::from_unix(r.get(3)),
     })

@@ -17,7 +17,10 @@ async fn fresh() -> (tempfile::TempDir, Store) {
 }
 
 fn public(n: u8) -> PublicKey {
-    PublicKey { spec: KeySpec::Rsa(RsaBits::B2048), bytes: vec![n; 4] }
+    PublicKey {
+        spec: KeySpec::Rsa(RsaBits::B2048),
+        bytes: vec![n; 4],
+    }
 }
 
 fn config(domain: &str) -> SigningConfig {
@@ -46,7 +49,12 @@ async fn with_domain(store: &Store, domain: &str) {
     if tx.tenant(&tenant).await.unwrap().is_none() {
         tx.insert_tenant(&tenant, t(0)).await.unwrap();
     }
-    let accepted = AcceptedDomain { name: domain.parse().unwrap(), tenant, kind: DomainKind::Custom, created: t(1) };
+    let accepted = AcceptedDomain {
+        name: domain.parse().unwrap(),
+        tenant,
+        kind: DomainKind::Custom,
+        created: t(1),
+    };
     tx.insert_domain(&accepted).await.unwrap();
     tx.commit().await.unwrap();
 }
@@ -57,35 +65,60 @@ async fn configs_round_trip_with_their_slots() {
     with_domain(&store, "contoso.com").await;
     let mut c = config("contoso.com");
     let mut tx = store.begin().await.unwrap();
-    tx.save_config(&c, &[(KeyId("k1".into()), vec![9, 9])]).await.unwrap();
+    tx.save_config(&c, &[(KeyId("k1".into()), vec![9, 9])])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
-    let (slots, _) = c.slots.begin_rotation(KeyId("k2".into()), public(2), t(20), Span::hours(96)).unwrap();
+    let (slots, _) = c
+        .slots
+        .begin_rotation(KeyId("k2".into()), public(2), t(20), Span::hours(96))
+        .unwrap();
     c.slots = slots;
-    c.last_rotation = Some(RotationRecord { rotate_on: t(20 + 96 * 3600), before: Slot::Selector1, after: Slot::Selector2 });
-    c.cname_check = Some(CnameCheck { at: t(30), selector1: CnameFinding::Correct, selector2: CnameFinding::Elsewhere("x.example".into()) });
+    c.last_rotation = Some(RotationRecord {
+        rotate_on: t(20 + 96 * 3600),
+        before: Slot::Selector1,
+        after: Slot::Selector2,
+    });
+    c.cname_check = Some(CnameCheck {
+        at: t(30),
+        selector1: CnameFinding::Correct,
+        selector2: CnameFinding::Elsewhere("x.example".into()),
+    });
     c.enabled = true;
     let mut tx = store.begin().await.unwrap();
-    tx.save_config(&c, &[(KeyId("k2".into()), vec![7])]).await.unwrap();
+    tx.save_config(&c, &[(KeyId("k2".into()), vec![7])])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let mut tx = store.begin().await.unwrap();
-    let loaded = tx.config(&"contoso.com".parse().unwrap()).await.unwrap().unwrap();
+    let loaded = tx
+        .config(&"contoso.com".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded, c);
     assert_eq!(tx.configs().await.unwrap(), vec![c]);
-    assert_eq!(tx.sealed_key(&KeyId("k2".into())).await.unwrap(), Some(vec![7]));
+    assert_eq!(
+        tx.sealed_key(&KeyId("k2".into())).await.unwrap(),
+        Some(vec![7])
+    );
 }
 
 #[tokio::test]
 async fn the_serial_moves_only_when_published_keys_change() {
     let (_dir, store) = fresh().await;
     with_domain(&store, "contoso.com").await;
-    let serial = |store: Store| async move { store.begin().await.unwrap().zone_serial().await.unwrap() };
+    let serial =
+        |store: Store| async move { store.begin().await.unwrap().zone_serial().await.unwrap() };
     assert_eq!(serial(store.clone()).await, 1);
 
     let mut c = config("contoso.com");
     let mut tx = store.begin().await.unwrap();
-    tx.save_config(&c, &[(KeyId("k1".into()), vec![1])]).await.unwrap();
+    tx.save_config(&c, &[(KeyId("k1".into()), vec![1])])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(serial(store.clone()).await, 2);
 
@@ -93,28 +126,54 @@ async fn the_serial_moves_only_when_published_keys_change() {
     let mut tx = store.begin().await.unwrap();
     tx.save_config(&c, &[]).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(serial(store.clone()).await, 2, "a setting change publishes nothing new");
+    assert_eq!(
+        serial(store.clone()).await,
+        2,
+        "a setting change publishes nothing new"
+    );
 
     // Rotate, switch, retire: the retired key's row and sealed half are gone.
-    let policy = RotationPolicy { delay: Span::seconds_from(10), retention: Span::seconds_from(10) };
-    let (slots, _) = c.slots.begin_rotation(KeyId("k2".into()), public(2), t(20), policy.delay).unwrap();
+    let policy = RotationPolicy {
+        delay: Span::seconds_from(10),
+        retention: Span::seconds_from(10),
+    };
+    let (slots, _) = c
+        .slots
+        .begin_rotation(KeyId("k2".into()), public(2), t(20), policy.delay)
+        .unwrap();
     let (slots, _) = slots.advance(&policy, t(30), true);
     let (slots, _) = slots.advance(&policy, t(40), true);
     assert_eq!(slots.iter().count(), 1);
     c.slots = slots;
     let mut tx = store.begin().await.unwrap();
-    tx.save_config(&c, &[(KeyId("k2".into()), vec![2])]).await.unwrap();
+    tx.save_config(&c, &[(KeyId("k2".into()), vec![2])])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.zone_serial().await.unwrap(), 3);
     assert_eq!(tx.sealed_key(&KeyId("k1".into())).await.unwrap(), None);
     let published = tx.published_keys().await.unwrap();
     assert_eq!(published.len(), 1);
-    assert_eq!((published[0].slot, &published[0].public), (Slot::Selector2, &public(2)));
-    let loaded = tx.config(&"contoso.com".parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(loaded.slots.get(Slot::Selector2).unwrap().state, KeyState::Signing);
+    assert_eq!(
+        (published[0].slot, &published[0].public),
+        (Slot::Selector2, &public(2))
+    );
+    let loaded = tx
+        .config(&"contoso.com".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.slots.get(Slot::Selector2).unwrap().state,
+        KeyState::Signing
+    );
 
-    assert!(tx.delete_config(&"contoso.com".parse().unwrap()).await.unwrap());
+    assert!(
+        tx.delete_config(&"contoso.com".parse().unwrap())
+            .await
+            .unwrap()
+    );
     assert_eq!(tx.zone_serial().await.unwrap(), 4);
     assert!(tx.published_keys().await.unwrap().is_empty());
 }
@@ -125,7 +184,9 @@ async fn an_uncommitted_transaction_leaves_nothing() {
     with_domain(&store, "contoso.com").await;
     {
         let mut tx = store.begin().await.unwrap();
-        tx.save_config(&config("contoso.com"), &[(KeyId("k1".into()), vec![1])]).await.unwrap();
+        tx.save_config(&config("contoso.com"), &[(KeyId("k1".into()), vec![1])])
+            .await
+            .unwrap();
         // dropped without commit
     }
     let mut tx = store.begin().await.unwrap();
@@ -138,7 +199,10 @@ async fn a_new_key_without_its_sealed_half_is_refused() {
     let (_dir, store) = fresh().await;
     with_domain(&store, "contoso.com").await;
     let mut tx = store.begin().await.unwrap();
-    let err = tx.save_config(&config("contoso.com"), &[]).await.unwrap_err();
+    let err = tx
+        .save_config(&config("contoso.com"), &[])
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no sealed private half"), "{err}");
 }
 
@@ -148,7 +212,11 @@ async fn domains_sharing_a_dashed_form_are_found() {
     with_domain(&store, "foo-bar.example").await;
     let mut tx = store.begin().await.unwrap();
     let tenant: TenantName = "contoso".parse().unwrap();
-    let clash = tx.domain_by_dashed(&tenant, "foo-bar-example").await.unwrap().unwrap();
+    let clash = tx
+        .domain_by_dashed(&tenant, "foo-bar-example")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(clash.name.as_str(), "foo-bar.example");
     assert_eq!(tx.domains(Some(&tenant)).await.unwrap().len(), 1);
     assert_eq!(tx.domains(None).await.unwrap().len(), 1);
@@ -158,7 +226,10 @@ async fn domains_sharing_a_dashed_form_are_found() {
 async fn audit_entries_are_kept_in_order_and_filtered() {
     let (_dir, store) = fresh().await;
     let mut tx = store.begin().await.unwrap();
-    for (i, domain) in [Some("a.example"), None, Some("b.example")].into_iter().enumerate() {
+    for (i, domain) in [Some("a.example"), None, Some("b.example")]
+        .into_iter()
+        .enumerate()
+    {
         tx.append_audit(&AuditEntry {
             at: t(i64::try_from(i).unwrap()),
             actor: "alice".into(),
@@ -173,15 +244,24 @@ async fn audit_entries_are_kept_in_order_and_filtered() {
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.audit(None).await.unwrap().len(), 3);
     let only_b = tx.audit(Some(&"b.example".parse().unwrap())).await.unwrap();
-    assert_eq!(only_b.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["act2"]);
+    assert_eq!(
+        only_b.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+        ["act2"]
+    );
 }
 
 #[tokio::test]
 async fn open_and_create_refuse_the_wrong_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("signet.db");
-    assert!(matches!(Store::open(&path).await, Err(StoreError::Missing(_))));
+    assert!(matches!(
+        Store::open(&path).await,
+        Err(StoreError::Missing(_))
+    ));
     Store::create(&path).await.unwrap().close().await;
-    assert!(matches!(Store::create(&path).await, Err(StoreError::Exists(_))));
+    assert!(matches!(
+        Store::create(&path).await,
+        Err(StoreError::Exists(_))
+    ));
     Store::open(&path).await.unwrap();
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -25,15 +26,27 @@ impl Run {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub fn ok(&self) -> &str {
-        assert_eq!(self.code, 0, "signet failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "signet failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         &self.stdout
     }
 
     /// Asserts failure with one error line containing `why`; returns stderr.
     #[track_caller]
     pub fn refused(&self, why: &str) -> &str {
-        assert_ne!(self.code, 0, "signet succeeded but should not have: {}", self.stdout);
-        assert!(self.stderr.contains(why), "expected {why:?} in:\n{}", self.stderr);
+        assert_ne!(
+            self.code, 0,
+            "signet succeeded but should not have: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(why),
+            "expected {why:?} in:\n{}",
+            self.stderr
+        );
         assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
         &self.stderr
     }
@@ -41,7 +54,9 @@ impl Run {
 
 impl Signet {
     pub fn new() -> Signet {
-        Signet { dir: tempfile::tempdir().unwrap() }
+        Signet {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -66,7 +81,11 @@ impl Signet {
             .spawn()
             .expect("the signet binary runs");
         child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().unwrap();
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -110,7 +129,7 @@ impl Knot {
         );
         for (name, text) in zones {
             std::fs::write(dir.path().join(format!("{name}.zone")), text).unwrap();
-            conf.push_str(&format!("  - domain: {name}\n"));
+            let _ = writeln!(conf, "  - domain: {name}");
         }
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -121,7 +140,11 @@ impl Knot {
             .stderr(Stdio::null())
             .spawn()
             .expect("knotd starts");
-        let knot = Knot { port, child, _dir: dir };
+        let knot = Knot {
+            port,
+            child,
+            _dir: dir,
+        };
         knot.wait_until_serving(zones[0].0);
         knot
     }
@@ -130,7 +153,16 @@ impl Knot {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let out = Command::new("dig")
-                .args([&format!("@127.0.0.1"), "-p", &self.port.to_string(), "+short", "+time=1", "+tries=1", "SOA", zone])
+                .args([
+                    "@127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    "SOA",
+                    zone,
+                ])
                 .output()
                 .expect("dig is not installed: run .ci/setup (Debian package dnsutils)");
             if !out.stdout.is_empty() {
@@ -159,7 +191,7 @@ pub fn customer_zone(origin: &str, records: &[(&str, &str, &str)]) -> String {
         "$ORIGIN {origin}.\n$TTL 60\n@ SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 60\n@ NS ns.{origin}.\nns A 127.0.0.1\n"
     );
     for (owner, kind, value) in records {
-        text.push_str(&format!("{owner} {kind} {value}\n"));
+        let _ = writeln!(text, "{owner} {kind} {value}");
     }
     text
 }
