@@ -24,7 +24,7 @@ use signet_keys::{
 };
 use signet_store::{AuditEntry, Store, StoreError, Tx};
 
-pub use lifecycle::{DkimView, NewOptions, Records, SetOptions};
+pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
 pub use scheduler::TickReport;
 
 /// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.

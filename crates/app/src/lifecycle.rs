@@ -418,3 +418,33 @@ fn refuse_routing(accepted: &AcceptedDomain) -> Result<()> {
     }
     Ok(())
 }
+
+/// Everything the key zone publishes, at one serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneContents {
+    pub serial: u32,
+    /// (owner name, TXT value), ordered by owner.
+    pub records: Vec<(String, String)>,
+}
+
+impl<D: Dns, C: Clock> Service<D, C> {
+    /// The key zone's serial alone: cheap, for noticing changes.
+    pub async fn zone_serial(&self) -> Result<u32> {
+        Ok(self.store.begin().await?.zone_serial().await?)
+    }
+
+    /// Every published key as a TXT record, read in one transaction with its serial.
+    pub async fn zone_contents(&self) -> Result<ZoneContents> {
+        let mut tx = self.store.begin().await?;
+        let serial = tx.zone_serial().await?;
+        let zone = &self.settings.zone;
+        let mut records: Vec<(String, String)> = tx
+            .published_keys()
+            .await?
+            .into_iter()
+            .map(|k| (zone.record_name(&k.tenant, &k.domain, k.slot), k.public.record().to_string()))
+            .collect();
+        records.sort();
+        Ok(ZoneContents { serial, records })
+    }
+}

@@ -501,3 +501,23 @@ async fn keys_open_with_the_master_key_and_import_goes_through_rotation() {
         .unwrap_err();
     assert!(err.to_string().contains("not PEM"));
 }
+
+#[tokio::test]
+async fn the_zone_lists_every_published_key_and_moves_its_serial() {
+    let f = contoso().await;
+    let before = f.service.zone_contents().await.unwrap();
+    let names: Vec<&str> = before.records.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "selector1-contoso-com._domainkey.contoso.dkim.example.net",
+            "selector1-contoso-dkim-example-net._domainkey.contoso.dkim.example.net",
+        ]
+    );
+    assert!(before.records.iter().all(|(_, value)| value.starts_with("v=DKIM1; k=rsa; p=")));
+    f.service.remove_config(&d("contoso.com")).await.unwrap();
+    let after = f.service.zone_contents().await.unwrap();
+    assert_eq!(after.records.len(), 1);
+    assert!(after.serial > before.serial);
+    assert_eq!(f.service.zone_serial().await.unwrap(), after.serial);
+}

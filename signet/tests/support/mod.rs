@@ -195,3 +195,136 @@ pub fn customer_zone(origin: &str, records: &[(&str, &str, &str)]) -> String {
     }
     text
 }
+
+/// `dig @127.0.0.1 -p PORT ARGS… +time=1 +tries=1`, returning stdout.
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=1", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is not installed: run .ci/setup (Debian package dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The TXT strings of `dig +short` joined into one value per record.
+pub fn txt_values(short: &str) -> Vec<String> {
+    short
+        .lines()
+        .filter(|l| l.starts_with('"'))
+        .map(|l| l.split('"').skip(1).step_by(2).collect::<String>())
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it returns true or `limit` passes.
+pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// Unbound as a recursive resolver that knows the given zones by stub (name, port); killed on
+/// drop. Caches for one second at most, so tests see changes quickly.
+pub struct Unbound {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    pub fn start(stubs: &[(&str, u16)]) -> Unbound {
+        let unbound = ["/usr/sbin/unbound", "/usr/bin/unbound"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("unbound is not installed: run .ci/setup (Debian package unbound)");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let root = dir.path().display();
+        let mut conf = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-not-query-localhost: no\n  username: \"\"\n  chroot: \"\"\n  \
+             directory: \"{root}\"\n  pidfile: \"{root}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  \
+             module-config: \"iterator\"\n  cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n  \
+             access-control: 127.0.0.0/8 allow\n  qname-minimisation: no\n  do-ip6: no\n  harden-referral-path: no\n"
+        );
+        for (zone, stub_port) in stubs {
+            let _ = write!(conf, "stub-zone:\n  name: \"{zone}\"\n  stub-addr: 127.0.0.1@{stub_port}\n");
+        }
+        let conf_path = dir.path().join("unbound.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(unbound)
+            .args(["-d", "-c"])
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unbound starts");
+        let resolver = Unbound { port, child, _dir: dir };
+        wait_for(Duration::from_secs(10), "unbound to answer", || {
+            dig(port, &["+short", "SOA", stubs[0].0]).lines().count() > 0
+        });
+        resolver
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `signet serve`; stopped with SIGTERM on drop.
+pub struct Server {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Signet {
+    /// Starts `signet serve` with its DNS server on `dns_port` and waits until it answers.
+    pub fn serve(&self, dns_port: u16, zone: &str) -> Server {
+        let log = self.dir.path().join(format!("serve-{dns_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_signet"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["serve", "--dns-listen", &format!("127.0.0.1:{dns_port}")])
+            .env_remove("SIGNET_MASTER_KEY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("signet serve starts");
+        let server = Server { child, log };
+        wait_for(Duration::from_secs(15), "signet serve to answer DNS", || {
+            dig(dns_port, &["+short", "SOA", zone]).lines().count() > 0
+        });
+        server
+    }
+}
+
+impl Server {
+    /// Sends SIGTERM and waits; returns the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().ok()?;
+        status.code()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
