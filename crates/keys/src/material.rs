@@ -10,8 +10,10 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
+use openssl::sign::Signer;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use zeroize::Zeroizing;
 
@@ -119,6 +121,26 @@ impl PrivateKey {
             .private_key_to_pkcs8()
             .map(|der| Secret(Zeroizing::new(der)))
             .map_err(|e| Error::Key(format!("cannot encode the key: {e}")))
+    }
+
+    /// The DKIM signature of `data` (the canonicalized headers): RSASSA-PKCS1-v1_5 over SHA-256
+    /// for RSA (RFC 6376 `rsa-sha256`); Ed25519 over the SHA-256 digest of `data` for Ed25519
+    /// (RFC 8463 `ed25519-sha256`).
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let failed = |e: openssl::error::ErrorStack| Error::Key(format!("signing failed: {e}"));
+        match self.spec {
+            KeySpec::Rsa(_) => {
+                let mut signer =
+                    Signer::new(MessageDigest::sha256(), &self.pkey).map_err(failed)?;
+                signer.update(data).map_err(failed)?;
+                signer.sign_to_vec().map_err(failed)
+            }
+            KeySpec::Ed25519 => {
+                let digest = openssl::sha::sha256(data);
+                let mut signer = Signer::new_without_digest(&self.pkey).map_err(failed)?;
+                signer.sign_oneshot_to_vec(&digest).map_err(failed)
+            }
+        }
     }
 
     pub fn public_key(&self) -> Result<PublicKey, Error> {
@@ -250,6 +272,7 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::sign::Verifier;
 
     #[test]
     fn generated_keys_have_the_requested_shape() {
@@ -348,6 +371,33 @@ mod tests {
                 .to_string()
                 .contains("32")
         );
+    }
+
+    #[test]
+    fn signatures_verify_with_the_public_half() {
+        for spec in [
+            KeySpec::Rsa(RsaBits::B1024),
+            KeySpec::Rsa(RsaBits::B2048),
+            KeySpec::Ed25519,
+        ] {
+            let key = PrivateKey::generate(spec).unwrap();
+            let signature = key.sign(b"canonical headers").unwrap();
+            let public = PKey::public_key_from_der(&key.pkey.public_key_to_der().unwrap()).unwrap();
+            let ok = match spec {
+                KeySpec::Rsa(bits) => {
+                    assert_eq!(signature.len() * 8, bits.bits() as usize);
+                    let mut v = Verifier::new(MessageDigest::sha256(), &public).unwrap();
+                    v.update(b"canonical headers").unwrap();
+                    v.verify(&signature).unwrap()
+                }
+                KeySpec::Ed25519 => {
+                    let mut v = Verifier::new_without_digest(&public).unwrap();
+                    v.verify_oneshot(&signature, &openssl::sha::sha256(b"canonical headers"))
+                        .unwrap()
+                }
+            };
+            assert!(ok, "{spec:?}");
+        }
     }
 
     #[test]
