@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use signet_app::{AppError, DkimView, NewOptions, Service, SetOptions, Settings, SystemClock};
+use signet_app::{
+    AppError, DkimView, NewOptions, Service, SetOptions, Settings, SignOutcome, SigningPolicy,
+    SystemClock,
+};
 use signet_keys::{Algorithm, Canonicalization, DomainName, RsaBits, TenantName};
 use signet_store::Store;
 
@@ -65,6 +68,15 @@ enum Command {
     },
     /// Run one scheduler pass now: CNAME checks, switch-overs, retirements, automatic rotation.
     Tick,
+    /// Sign a message as the gateway would (SPEC section 4) and print it with its DKIM-Signature.
+    Sign {
+        /// The message file; `-` reads standard input.
+        #[arg(default_value = "-")]
+        message: PathBuf,
+        /// An envelope recipient (repeatable); mail only to the tenant's own domains is not signed.
+        #[arg(long = "rcpt", value_name = "ADDRESS")]
+        recipients: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -308,6 +320,10 @@ async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result
             Ok(())
         }
         Command::Audit { domain, format } => audit(service, domain.as_ref(), format).await,
+        Command::Sign {
+            message,
+            recipients,
+        } => sign(service, &message, &recipients).await,
         Command::Tick => {
             let report = service.tick().await?;
             for event in &report.events {
@@ -472,7 +488,7 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
             print!("{}", show(service.set(&domain, options).await?));
         }
         DkimCommand::Rotate { domain, key_size } => {
-            print!("{}", show(service.rotate(&domain, key_size).await?))
+            print!("{}", show(service.rotate(&domain, key_size).await?));
         }
         DkimCommand::Remove { domain } => {
             service.remove_config(&domain).await?;
@@ -483,7 +499,7 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
             print!("{}", show(service.import_key(&domain, &pem).await?));
         }
         DkimCommand::ExportPublic { domain } => {
-            println!("{}", service.export_public(&domain).await?)
+            println!("{}", service.export_public(&domain).await?);
         }
     }
     Ok(())
@@ -538,6 +554,34 @@ fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: Tabl
                 serde_json::to_string_pretty(&objects).unwrap_or_default()
             );
         }
+    }
+}
+
+async fn sign(service: &Signet, path: &Path, recipients: &[String]) -> Result<()> {
+    let message = read_input(path)?;
+    let domains = recipients
+        .iter()
+        .map(|r| {
+            let domain = r
+                .rsplit_once('@')
+                .map_or(r.as_str(), |(_, d)| d.trim_end_matches('>'));
+            domain
+                .parse::<DomainName>()
+                .with_context(|| format!("--rcpt {r}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match service
+        .sign_message(&message, &domains, &SigningPolicy::default())
+        .await?
+    {
+        SignOutcome::Signed { header, .. } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(header.as_bytes())?;
+            out.write_all(&message)?;
+            Ok(())
+        }
+        SignOutcome::Unsigned(reason) => anyhow::bail!("not signed: {reason}"),
     }
 }
 

@@ -42,6 +42,7 @@ pub fn config_properties(view: &DkimView, zone: &KeyZone) -> Vec<Property> {
     }
 }
 
+#[allow(clippy::too_many_lines)] // a table of properties, in Exchange Online's order
 fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
     let slot_key = |slot: Slot| c.slots.get(slot);
     let cname = |slot: Slot| zone.record_name(&c.tenant, &c.domain, slot);

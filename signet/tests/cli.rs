@@ -95,6 +95,7 @@ fn value<'a>(list: &'a str, name: &str) -> &'a str {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // the whole quick start, in the order a user follows it
 fn the_quick_start_works_end_to_end() {
     let dns = customer_dns();
     let signet = installation(&dns.address());

@@ -14,6 +14,7 @@
 
 mod lifecycle;
 mod scheduler;
+mod signing;
 mod tenancy;
 
 use std::future::Future;
@@ -26,6 +27,8 @@ use signet_store::{AuditEntry, Store, StoreError, Tx};
 
 pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
 pub use scheduler::TickReport;
+pub use signet_signer::SigningPolicy;
+pub use signing::SignOutcome;
 
 /// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.
 pub trait Clock: Send + Sync {

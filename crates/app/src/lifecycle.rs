@@ -442,7 +442,12 @@ impl<D: Dns, C: Clock> Service<D, C> {
             .published_keys()
             .await?
             .into_iter()
-            .map(|k| (zone.record_name(&k.tenant, &k.domain, k.slot), k.public.record().to_string()))
+            .map(|k| {
+                (
+                    zone.record_name(&k.tenant, &k.domain, k.slot),
+                    k.public.record().to_string(),
+                )
+            })
             .collect();
         records.sort();
         Ok(ZoneContents { serial, records })

@@ -247,6 +247,7 @@ async fn enabling_without_cnames_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, day by day
 async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     let f = contoso().await;
     f.publish_cnames("contoso.com");
@@ -506,7 +507,11 @@ async fn keys_open_with_the_master_key_and_import_goes_through_rotation() {
 async fn the_zone_lists_every_published_key_and_moves_its_serial() {
     let f = contoso().await;
     let before = f.service.zone_contents().await.unwrap();
-    let names: Vec<&str> = before.records.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = before
+        .records
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -514,10 +519,88 @@ async fn the_zone_lists_every_published_key_and_moves_its_serial() {
             "selector1-contoso-dkim-example-net._domainkey.contoso.dkim.example.net",
         ]
     );
-    assert!(before.records.iter().all(|(_, value)| value.starts_with("v=DKIM1; k=rsa; p=")));
+    assert!(
+        before
+            .records
+            .iter()
+            .all(|(_, value)| value.starts_with("v=DKIM1; k=rsa; p="))
+    );
     f.service.remove_config(&d("contoso.com")).await.unwrap();
     let after = f.service.zone_contents().await.unwrap();
     assert_eq!(after.records.len(), 1);
     assert!(after.serial > before.serial);
     assert_eq!(f.service.zone_serial().await.unwrap(), after.serial);
+}
+
+#[tokio::test]
+async fn messages_are_signed_as_the_spec_says() {
+    let f = contoso().await;
+    let message = b"From: joe@contoso.com\r\nTo: ann@example.org\r\nSubject: hi\r\n\r\nHello\r\n";
+    let policy = SigningPolicy::default();
+    let outside = [d("example.org")];
+    // Not enabled yet: default signing with the initial domain.
+    let SignOutcome::Signed {
+        domain,
+        selector,
+        header,
+    } = f
+        .service
+        .sign_message(message, &outside, &policy)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed")
+    };
+    assert_eq!(
+        (domain.as_str(), selector.as_str()),
+        ("contoso.dkim.example.net", "selector1-contoso-com")
+    );
+    assert!(
+        header.starts_with("DKIM-Signature: v=1; a=rsa-sha256;"),
+        "{header}"
+    );
+    // Enabled: the customer's own domain.
+    f.publish_cnames("contoso.com");
+    f.service
+        .set(
+            &d("contoso.com"),
+            SetOptions {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let SignOutcome::Signed {
+        domain, selector, ..
+    } = f
+        .service
+        .sign_message(message, &outside, &policy)
+        .await
+        .unwrap()
+    else {
+        panic!("not signed")
+    };
+    assert_eq!(
+        (domain.as_str(), selector.as_str()),
+        ("contoso.com", "selector1")
+    );
+    // Internal mail is not signed; unknown authors are refused.
+    let internal = f
+        .service
+        .sign_message(message, &[d("contoso.com")], &policy)
+        .await
+        .unwrap();
+    assert!(matches!(internal, SignOutcome::Unsigned(_)));
+    let stranger = b"From: eve@fabrikam.com\r\n\r\nx\r\n";
+    let err = f
+        .service
+        .sign_message(stranger, &outside, &policy)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("fabrikam.com is not an accepted domain of any tenant"),
+        "{err}"
+    );
 }

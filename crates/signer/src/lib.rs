@@ -15,7 +15,7 @@ mod decide;
 use mail_auth::crypto::{Algorithm, Sha256, SigningKey};
 use mail_auth::dkim::{Canonicalization as MailAuthCanonicalization, DkimSigner};
 use mail_auth::headers::{HeaderWriter, Writable};
-use signet_keys::{Canonicalization, KeySpec, PrivateKey};
+use signet_keys::{Canonicalization, DomainName, KeySpec, PrivateKey};
 
 pub use decide::{Decision, SigningPlan, SigningPolicy, TenantView, decide};
 
@@ -136,6 +136,36 @@ fn header_names(message: &[u8]) -> Result<Vec<String>, SignError> {
     Ok(names) // a message may end after its headers (RFC 5322: the body is optional)
 }
 
+/// The domain of the message's author (the `From:` address): what SPEC section 4 decides on.
+pub fn author_domain(message: &[u8]) -> Result<DomainName, SignError> {
+    let headers = mail_parser::MessageParser::new()
+        .parse_headers(message)
+        .ok_or_else(|| SignError::Malformed("it has no header section".into()))?;
+    let from = headers
+        .from()
+        .ok_or_else(|| SignError::Malformed("it has no From header".into()))?;
+    let mut domains = from.mailboxes().filter_map(|m| m.address()).map(|address| {
+        let domain = address
+            .rsplit_once('@')
+            .map(|(_, domain)| domain)
+            .unwrap_or_default();
+        domain.parse::<DomainName>().map_err(|_| {
+            SignError::Malformed(format!("the From address '{address}' has no valid domain"))
+        })
+    });
+    let first = domains
+        .next()
+        .ok_or_else(|| SignError::Malformed("its From header has no address".into()))??;
+    for other in domains {
+        if other? != first {
+            return Err(SignError::Malformed(
+                "its From header names addresses in several domains".into(),
+            ));
+        }
+    }
+    Ok(first)
+}
+
 /// signet's private key as mail-auth's signing key.
 struct Key<'a>(&'a PrivateKey);
 
@@ -227,6 +257,24 @@ mod tests {
         let x: u64 = tag(&flat, "x").parse().unwrap();
         assert_eq!(x - t, 7 * 86_400);
         assert_eq!(tag(&flat, "a"), "ed25519-sha256");
+    }
+
+    #[test]
+    fn the_author_domain_comes_from_the_from_address() {
+        assert_eq!(author_domain(MESSAGE).unwrap().as_str(), "contoso.com");
+        let quoted = b"From: \"Smith, Joe\" <Joe.Smith@Sub.Contoso.COM>\r\n\r\nx\r\n";
+        assert_eq!(author_domain(quoted).unwrap().as_str(), "sub.contoso.com");
+        for (message, why) in [
+            (&b"To: a@b.example\r\n\r\nx\r\n"[..], "no From"),
+            (
+                b"From: a@b.example, c@d.example\r\n\r\nx\r\n",
+                "several domains",
+            ),
+            (b"From: nobody\r\n\r\nx\r\n", "From"),
+        ] {
+            let err = author_domain(message).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

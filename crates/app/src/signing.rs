@@ -1,0 +1,85 @@
+//! Signing a message as the gateway does: find the author's tenant, decide (SPEC section 4),
+//! open the key, sign.
+
+use std::collections::HashMap;
+
+use signet_keys::{DomainKind, DomainName};
+use signet_signer::{Decision, SigningPolicy, TenantView, author_domain, decide, sign};
+
+use crate::{AppError, Clock, Dns, Result, Service};
+
+/// What happened to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignOutcome {
+    /// The `DKIM-Signature` header to put in front of the message, and who signed.
+    Signed {
+        header: String,
+        domain: DomainName,
+        selector: String,
+    },
+    /// Passed on unsigned, with the reason (intra-organisation mail, no key).
+    Unsigned(String),
+}
+
+impl<D: Dns, C: Clock> Service<D, C> {
+    /// Signs `message` for delivery to `recipients` (their domains), as the relay will.
+    /// A message whose author domain no tenant accepted is refused (`AppError::Refused`).
+    pub async fn sign_message(
+        &self,
+        message: &[u8],
+        recipients: &[DomainName],
+        policy: &SigningPolicy,
+    ) -> Result<SignOutcome> {
+        let author = author_domain(message).map_err(|e| AppError::Refused(e.to_string()))?;
+        let view = self.tenant_view(&author).await?;
+        let plan = match view {
+            None => {
+                let reason = format!("{author} is not an accepted domain of any tenant");
+                if policy.refuse_unaccepted {
+                    return Err(AppError::Refused(reason));
+                }
+                return Ok(SignOutcome::Unsigned(reason));
+            }
+            Some(view) => match decide(&view, &author, recipients, policy) {
+                Decision::Sign(plan) => plan,
+                Decision::Unsigned(reason) => return Ok(SignOutcome::Unsigned(reason)),
+                Decision::Refuse(reason) => return Err(AppError::Refused(reason)),
+            },
+        };
+        let key = self.private_key(&plan.key).await?;
+        let header = sign(message, &plan, &key).map_err(|e| AppError::Refused(e.to_string()))?;
+        Ok(SignOutcome::Signed {
+            header,
+            domain: plan.domain,
+            selector: plan.selector,
+        })
+    }
+
+    /// Everything the signing decision needs about the tenant that accepted `domain`.
+    async fn tenant_view(&self, domain: &DomainName) -> Result<Option<TenantView>> {
+        let mut tx = self.store.begin().await?;
+        let Some(accepted) = tx.domain(domain).await? else {
+            return Ok(None);
+        };
+        let mut domains = HashMap::new();
+        let mut initial_domain = None;
+        for d in tx.domains(Some(&accepted.tenant)).await? {
+            if d.kind == DomainKind::Initial {
+                initial_domain = Some(d.name.clone());
+            }
+            let config = tx.config(&d.name).await?;
+            domains.insert(d.name, config);
+        }
+        let initial_domain = initial_domain.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "tenant '{}' has no initial domain",
+                accepted.tenant
+            ))
+        })?;
+        Ok(Some(TenantView {
+            tenant: accepted.tenant,
+            initial_domain,
+            domains,
+        }))
+    }
+}

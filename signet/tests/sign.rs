@@ -1,0 +1,112 @@
+//! `signet sign`: a message signed with a key signet holds verifies in dkimpy against the
+//! records signet publishes, for default signing and for an enabled domain.
+
+mod support;
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::Signet;
+
+const MESSAGE: &[u8] = b"From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: hello\r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@contoso.com>\r\n\r\nHi Ann.\r\n";
+
+/// The key zone's TXT records, as `name value` lines for the verifier's offline DNS.
+fn records_file(signet: &Signet, domains: &[&str]) -> std::path::PathBuf {
+    let mut lines = String::new();
+    for domain in domains {
+        let json: serde_json::Value =
+            serde_json::from_str(signet.run(&["records", domain, "--format", "json"]).ok())
+                .unwrap();
+        for record in json["key_zone"].as_array().unwrap() {
+            let _ = writeln!(
+                lines,
+                "{} {}",
+                record["name"].as_str().unwrap(),
+                record["value"].as_str().unwrap()
+            );
+        }
+    }
+    let path = signet.dir.path().join("records.txt");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn dkimpy(records: &std::path::Path, message: &[u8]) -> bool {
+    let mut child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/signer/tests/peers/dkimpy_verify.py"
+        ))
+        .arg(records)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    child.wait_with_output().unwrap().status.success()
+}
+
+#[test]
+fn signed_messages_verify_against_the_published_records() {
+    let signet = Signet::new();
+    signet
+        .run(&[
+            "init",
+            "--key-zone",
+            "dkim.example.net",
+            "--resolver",
+            "127.0.0.1:9",
+        ])
+        .ok();
+    signet.run(&["tenant", "add", "contoso"]).ok();
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
+
+    let signed = signet.run_with_stdin(&["sign", "--rcpt", "ann@example.org"], MESSAGE);
+    let signed = signed.ok().to_string();
+    assert!(signed.contains("d=contoso.dkim.example.net;"), "{signed}");
+    assert!(signed.contains("s=selector1-contoso-com;"), "{signed}");
+    assert!(signed.ends_with("Hi Ann.\r\n"));
+    let records = records_file(&signet, &["contoso.com", "contoso.dkim.example.net"]);
+    assert!(
+        dkimpy(&records, signed.as_bytes()),
+        "dkimpy failed:\n{signed}"
+    );
+    assert!(!dkimpy(
+        &records,
+        signed.replace("Hi Ann.", "Hi Bob.").as_bytes()
+    ));
+
+    // Ed25519 after re-creating the config.
+    signet.run(&["dkim", "remove", "contoso.com"]).ok();
+    signet
+        .run(&[
+            "dkim",
+            "new",
+            "contoso.com",
+            "--algorithm",
+            "ed25519-sha256",
+        ])
+        .ok();
+    let signed = signet.run_with_stdin(&["sign"], MESSAGE).ok().to_string();
+    assert!(signed.contains("a=ed25519-sha256;"), "{signed}");
+    let records = records_file(&signet, &["contoso.com"]);
+    assert!(
+        dkimpy(&records, signed.as_bytes()),
+        "dkimpy failed:\n{signed}"
+    );
+
+    // Mail inside the organisation is not signed; strangers are refused.
+    signet
+        .run_with_stdin(&["sign", "--rcpt", "bob@contoso.com"], MESSAGE)
+        .refused("not signed: every recipient is inside the organisation");
+    signet
+        .run_with_stdin(&["sign"], b"From: eve@fabrikam.com\r\n\r\nx\r\n")
+        .refused("fabrikam.com is not an accepted domain");
+    signet
+        .run_with_stdin(&["sign"], b"Subject: no author\r\n\r\nx\r\n")
+        .refused("no From header");
+}
