@@ -251,7 +251,10 @@ impl Unbound {
              access-control: 127.0.0.0/8 allow\n  qname-minimisation: no\n  do-ip6: no\n  harden-referral-path: no\n"
         );
         for (zone, stub_port) in stubs {
-            let _ = write!(conf, "stub-zone:\n  name: \"{zone}\"\n  stub-addr: 127.0.0.1@{stub_port}\n");
+            let _ = write!(
+                conf,
+                "stub-zone:\n  name: \"{zone}\"\n  stub-addr: 127.0.0.1@{stub_port}\n"
+            );
         }
         let conf_path = dir.path().join("unbound.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -262,7 +265,11 @@ impl Unbound {
             .stderr(Stdio::null())
             .spawn()
             .expect("unbound starts");
-        let resolver = Unbound { port, child, _dir: dir };
+        let resolver = Unbound {
+            port,
+            child,
+            _dir: dir,
+        };
         wait_for(Duration::from_secs(10), "unbound to answer", || {
             dig(port, &["+short", "SOA", stubs[0].0]).lines().count() > 0
         });
@@ -301,9 +308,11 @@ impl Signet {
             .spawn()
             .expect("signet serve starts");
         let server = Server { child, log };
-        wait_for(Duration::from_secs(15), "signet serve to answer DNS", || {
-            dig(dns_port, &["+short", "SOA", zone]).lines().count() > 0
-        });
+        wait_for(
+            Duration::from_secs(15),
+            "signet serve to answer DNS",
+            || dig(dns_port, &["+short", "SOA", zone]).lines().count() > 0,
+        );
         server
     }
 }
