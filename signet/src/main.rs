@@ -1,9 +1,13 @@
 //! `signet`: the one binary. Parses the command line, loads the installation, calls the
 //! use-cases in `signet-app`, and prints what they return.
 
+mod analyze_cmd;
 mod config;
 mod output;
 mod resolver;
+mod serve;
+mod verify_cmd;
+mod zone;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run
 enum Command {
     /// Create a new installation: data directory, signet.toml, database, master key.
     Init(InitArgs),
@@ -68,6 +73,17 @@ enum Command {
     },
     /// Run one scheduler pass now: CNAME checks, switch-overs, retirements, automatic rotation.
     Tick,
+    /// Verify a message: DKIM, SPF, DMARC, ARC and the Authentication-Results header.
+    /// Exit status 0 pass, 1 fail, 75 temporary error.
+    Verify(verify_cmd::VerifyArgs),
+    /// Explain a message's authentication headers and relay hops (no DNS).
+    Analyze(analyze_cmd::AnalyzeArgs),
+    /// Run the service: the key zone's DNS server and the scheduler, until SIGTERM or Ctrl-C.
+    /// Without an installation in --data-dir, one is created first (key zone dkim.example.net).
+    Serve(ServeArgs),
+    /// The key zone.
+    #[command(subcommand)]
+    Zone(ZoneCommand),
     /// Sign a message as the gateway would (SPEC section 4) and print it with its DKIM-Signature.
     Sign {
         /// The message file; `-` reads standard input.
@@ -77,6 +93,19 @@ enum Command {
         #[arg(long = "rcpt", value_name = "ADDRESS")]
         recipients: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the key zone's DNS server listens (UDP and TCP); overrides [dns] listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ZoneCommand {
+    /// Print the key zone in master-file format, for serving it from your own DNS.
+    Export,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +218,9 @@ enum RecordsFormat {
     Json,
 }
 
+/// The key zone `signet serve` uses when it has to create an installation itself.
+const DEMO_KEY_ZONE: &str = "dkim.example.net";
+
 /// Exit status for a temporary failure (sysexits' EX_TEMPFAIL): try again later.
 const EXIT_TEMPORARY: u8 = 75;
 
@@ -209,6 +241,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -239,6 +283,30 @@ async fn run(cli: Cli) -> Result<()> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Init(args) => init(&data_dir, &args).await,
+        Command::Serve(args) => {
+            if !data_dir.join(config::CONFIG_FILE).exists() {
+                let key_zone: DomainName = DEMO_KEY_ZONE.parse()?;
+                init(
+                    &data_dir,
+                    &InitArgs {
+                        key_zone,
+                        resolvers: Vec::new(),
+                    },
+                )
+                .await?;
+                tracing::warn!(
+                    "initialised {} with the placeholder key zone {DEMO_KEY_ZONE}; for real use run `signet init --key-zone YOUR.ZONE` in an empty directory",
+                    data_dir.display()
+                );
+            }
+            let (mut config, service) = open(&data_dir).await?;
+            if let Some(listen) = args.dns_listen {
+                config.dns.listen = listen;
+            }
+            serve::serve(config, service).await
+        }
+        Command::Verify(args) => verify_cmd::run(&data_dir, args).await,
+        Command::Analyze(args) => analyze_cmd::run(&args),
         command => {
             let (config, service) = open(&data_dir).await?;
             let result = dispatch(command, &config, &service).await;
@@ -248,7 +316,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-type Signet = Service<HickoryDns, SystemClock>;
+pub(crate) type Signet = Service<HickoryDns, SystemClock>;
 
 async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
     let config = Config::load(data_dir)?;
@@ -302,7 +370,9 @@ async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
 
 async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result<()> {
     match command {
-        Command::Init(_) => unreachable!("handled before opening the installation"),
+        Command::Init(_) | Command::Verify(_) | Command::Analyze(_) => {
+            unreachable!("handled before opening the installation")
+        }
         Command::Tenant(command) => tenant(command, service).await,
         Command::Domain(command) => domain(command, service).await,
         Command::Dkim(command) => dkim(command, service).await,
@@ -320,6 +390,11 @@ async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result
             Ok(())
         }
         Command::Audit { domain, format } => audit(service, domain.as_ref(), format).await,
+        Command::Zone(ZoneCommand::Export) => {
+            print!("{}", zone::build(config, service).await?.to_master_file());
+            Ok(())
+        }
+        Command::Serve(_) => unreachable!("handled before dispatch"),
         Command::Sign {
             message,
             recipients,

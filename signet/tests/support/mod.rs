@@ -149,6 +149,48 @@ impl Knot {
         knot
     }
 
+    /// Knot as a secondary of `zone`, transferring from the primary on 127.0.0.1:`primary_port`
+    /// and accepting its NOTIFY.
+    pub fn start_secondary(zone: &str, primary_port: u16) -> Knot {
+        Self::start_secondary_on(zone, primary_port, free_port())
+    }
+
+    /// As [`Knot::start_secondary`], listening on `port`.
+    pub fn start_secondary_on(zone: &str, primary_port: u16, port: u16) -> Knot {
+        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("knotd is not installed: run .ci/setup (Debian package knot)");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let conf = format!(
+            "server:\n  listen: 127.0.0.1@{port}\n  rundir: {root}\n  user: root:root\n\
+             database:\n  storage: {root}/db\n\
+             remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n\
+             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n\
+             template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n"
+        );
+        let conf_path = dir.path().join("knot.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(knotd)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("knotd.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("knotd starts");
+        let knot = Knot {
+            port,
+            child,
+            _dir: dir,
+        };
+        knot.wait_until_serving(zone);
+        knot
+    }
+
     fn wait_until_serving(&self, zone: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

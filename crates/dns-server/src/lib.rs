@@ -1,0 +1,291 @@
+//! The key zone's authoritative DNS server: UDP and TCP, EDNS, truncation, AXFR to configured
+//! secondaries and NOTIFY to them on every new serial.
+//!
+//! The server answers from a [`ZoneHandle`]: an immutable [`Zone`] snapshot that the caller
+//! swaps with [`ZoneHandle::replace`] whenever the store's serial moves. A query takes a read
+//! lock for the time of an `Arc` clone and never touches the store. All DNS logic lives in
+//! [`answer::respond`] (bytes in, messages out); this module only moves bytes.
+//!
+//! ```no_run
+//! # async fn demo(zone: signet_zone::Zone) -> Result<(), signet_dns_server::DnsError> {
+//! use signet_dns_server::{DnsConfig, DnsServer, ZoneHandle};
+//! let handle = ZoneHandle::new(zone);
+//! let server = DnsServer::bind(&DnsConfig { listen: "127.0.0.1:5300".parse().unwrap(), secondaries: vec![] }).await?;
+//! let (_stop, stop) = tokio::sync::watch::channel(false);
+//! server.run(handle, stop).await
+//! # }
+//! ```
+
+pub mod answer;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use signet_zone::Zone;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use answer::{Transport, respond};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where to listen, and who may transfer the zone (and is notified of changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub listen: SocketAddr,
+    pub secondaries: Vec<SocketAddr>,
+}
+
+/// The zone being served; cheap to clone, shared by every task of the server.
+#[derive(Debug, Clone)]
+pub struct ZoneHandle {
+    zone: Arc<RwLock<Arc<Zone>>>,
+    serial: watch::Sender<u32>,
+}
+
+impl ZoneHandle {
+    pub fn new(zone: Zone) -> ZoneHandle {
+        let (serial, _) = watch::channel(zone.serial());
+        ZoneHandle {
+            zone: Arc::new(RwLock::new(Arc::new(zone))),
+            serial,
+        }
+    }
+
+    /// The snapshot answering queries now.
+    pub fn current(&self) -> Arc<Zone> {
+        Arc::clone(
+            &self
+                .zone
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.current().serial()
+    }
+
+    /// Serves `zone` from now on; secondaries are notified if the serial changed.
+    pub fn replace(&self, zone: Zone) {
+        let serial = zone.serial();
+        *self
+            .zone
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(zone);
+        self.serial
+            .send_if_modified(|current| std::mem::replace(current, serial) != serial);
+    }
+}
+
+/// Sockets bound and ready; [`DnsServer::run`] serves until told to stop.
+#[derive(Debug)]
+pub struct DnsServer {
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+    secondaries: Vec<SocketAddr>,
+}
+
+/// Concurrent TCP connections served at once; more wait in the kernel's backlog.
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// A TCP client idle this long is disconnected (RFC 7766 suggests seconds, not minutes).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+impl DnsServer {
+    pub async fn bind(config: &DnsConfig) -> Result<DnsServer, DnsError> {
+        let bind_error = |source| DnsError::Bind {
+            address: config.listen,
+            source,
+        };
+        let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
+        let tcp = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        Ok(DnsServer {
+            udp: Arc::new(udp),
+            tcp,
+            secondaries: config.secondaries.clone(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, DnsError> {
+        Ok(self.udp.local_addr()?)
+    }
+
+    /// Serves until `stop` turns true.
+    pub async fn run(
+        self,
+        zone: ZoneHandle,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), DnsError> {
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..workers {
+            tasks.spawn(serve_udp(Arc::clone(&self.udp), zone.clone()));
+        }
+        let allowed: Vec<IpAddr> = self.secondaries.iter().map(SocketAddr::ip).collect();
+        tasks.spawn(serve_tcp(self.tcp, zone.clone(), allowed));
+        tasks.spawn(notify_on_change(zone, self.secondaries));
+        let _ = stop.wait_for(|stopped| *stopped).await;
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let (len, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on some systems: keep serving.
+                debug!("dns: udp receive error: {e}");
+                continue;
+            }
+        };
+        let current = zone.current();
+        for message in respond(&current, &buffer[..len], Transport::Udp) {
+            if let Err(e) = socket.send_to(&message, peer).await {
+                debug!("dns: udp send to {peer} failed: {e}");
+            }
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, zone: ZoneHandle, secondaries: Vec<IpAddr>) {
+    let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("dns: tcp accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let may_transfer = secondaries.contains(&peer.ip());
+        let zone = zone.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, &zone, may_transfer).await {
+                debug!("dns: tcp connection from {peer} ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// RFC 7766: length-prefixed messages, several per connection, until EOF or idle.
+async fn serve_connection(
+    mut stream: TcpStream,
+    zone: &ZoneHandle,
+    may_transfer: bool,
+) -> std::io::Result<()> {
+    loop {
+        let Ok(length) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else {
+            return Ok(());
+        };
+        let length = match length {
+            Ok(length) => usize::from(length),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut request = vec![0u8; length];
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
+        let current = zone.current();
+        let messages = respond(&current, &request, Transport::Tcp { may_transfer });
+        if messages.is_empty() {
+            return Ok(()); // not worth an answer: close, as a client that sends garbage deserves
+        }
+        for message in messages {
+            let length = u16::try_from(message.len()).unwrap_or(u16::MAX);
+            stream.write_u16(length).await?;
+            stream.write_all(&message).await?;
+        }
+    }
+}
+
+/// Sends NOTIFY (RFC 1996) for each new serial to every secondary, retrying a few times.
+async fn notify_on_change(zone: ZoneHandle, secondaries: Vec<SocketAddr>) {
+    if secondaries.is_empty() {
+        return;
+    }
+    let mut changes = zone.serial.subscribe();
+    while changes.changed().await.is_ok() {
+        let serial = *changes.borrow_and_update();
+        let origin = zone.current().settings().origin.clone();
+        for secondary in &secondaries {
+            let (origin, secondary) = (origin.clone(), *secondary);
+            tokio::spawn(async move {
+                match notify(&origin, secondary).await {
+                    Ok(()) => info!(%secondary, serial, "dns: secondary acknowledged NOTIFY"),
+                    Err(e) => warn!(%secondary, serial, "dns: NOTIFY not acknowledged: {e}"),
+                }
+            });
+        }
+    }
+}
+
+async fn notify(origin: &str, secondary: SocketAddr) -> std::io::Result<()> {
+    let bind: SocketAddr = if secondary.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("literal address");
+    let socket = UdpSocket::bind(bind).await?;
+    let mut name: Name = origin
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    name.set_fqdn(true);
+    let id: u16 = rand_id();
+    let mut message = Message::new(id, MessageType::Query, OpCode::Notify);
+    message.metadata.authoritative = true;
+    message.add_query(Query::query(name, RecordType::SOA));
+    let bytes = message
+        .to_vec()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut buffer = [0u8; 512];
+    for attempt in 0..5u32 {
+        socket.send_to(&bytes, secondary).await?;
+        let wait = Duration::from_millis(500 * u64::from(attempt + 1));
+        if let Ok(Ok((len, _))) = tokio::time::timeout(wait, socket.recv_from(&mut buffer)).await
+            && len >= 2
+            && u16::from_be_bytes([buffer[0], buffer[1]]) == id
+        {
+            return Ok(());
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "no answer after 5 tries",
+    ))
+}
+
+/// A message id that an off-path attacker cannot guess easily; not a secret.
+fn rand_id() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    #[allow(clippy::cast_possible_truncation)] // mixing bits: truncation intended
+    let mixed = (nanos ^ (nanos >> 16) ^ std::process::id()) as u16;
+    mixed
+}

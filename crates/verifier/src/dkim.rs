@@ -1,0 +1,423 @@
+//! DKIM: mail-auth's verdict per signature, then signet's policy on top of it (RFC 8301,
+//! `l=`, duplicate `From`, `--at`), each result with a reason an administrator can act on.
+
+use mail_auth::crypto::{Algorithm, CryptoError};
+use mail_auth::dkim::{Canonicalization, DkimError, Signature};
+use mail_auth::hickory_resolver::proto::rr::RData;
+use mail_auth::{AuthenticatedMessage, DkimResult, DnsError, Error, MessageAuthenticator};
+
+use crate::as_of;
+use crate::report::{AuthResult, DkimReport};
+
+/// RFC 8301 section 3.2: verifiers must not accept RSA keys under this size.
+const MINIMUM_RSA_BITS: u32 = 1024;
+
+pub(crate) async fn verify(
+    authenticator: &MessageAuthenticator,
+    message: &AuthenticatedMessage<'_>,
+    now: u64,
+    explicit_time: bool,
+) -> Vec<DkimReport> {
+    let mut reports: Vec<DkimReport> = message
+        .errors()
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case(b"DKIM-Signature"))
+        .map(|header| malformed(header.value, &header.header))
+        .collect();
+    let from_headers = message
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"From"))
+        .count();
+    let body_length = canonical_body_lengths(message.raw_body());
+    for output in authenticator.verify_dkim(message).await {
+        let Some(signature) = output.signature() else {
+            continue; // Malformed headers, reported above from the raw text.
+        };
+        let key = key_info(authenticator, signature).await;
+        let (mut result, mut reason) = classify(output.result(), signature);
+        if explicit_time && expired_now_but_not_then(output.result(), signature, now) {
+            (result, reason) = match as_of::verify(authenticator, message, signature).await {
+                Ok(()) => (
+                    AuthResult::Pass,
+                    format!(
+                        "signature verified as of the given time (it expires at x={})",
+                        signature.x
+                    ),
+                ),
+                Err(why) => (AuthResult::Fail, why),
+            };
+        }
+        let policy = Policy {
+            key_bits: key.bits,
+            from_headers,
+            body_length: match signature.cb {
+                Canonicalization::Simple => body_length.0,
+                Canonicalization::Relaxed => body_length.1,
+            },
+            now,
+            explicit_time,
+        };
+        if let Some((overridden, why)) = policy.apply(signature, result) {
+            result = overridden;
+            reason = why;
+        }
+        reports.push(DkimReport {
+            domain: signature.d.clone(),
+            selector: signature.s.clone(),
+            algorithm: algorithm_name(signature.a).to_string(),
+            result,
+            reason,
+            key_type: key.kind,
+            key_bits: key.bits,
+            header_canonicalization: canonicalization_name(signature.ch).to_string(),
+            body_canonicalization: canonicalization_name(signature.cb).to_string(),
+            signed_headers: signature.h.clone(),
+            identity: (!signature.i.is_empty()).then(|| signature.i.clone()),
+            body_length_limit: (signature.l > 0).then_some(signature.l),
+            signed_at: (signature.t > 0).then_some(signature.t),
+            expires_at: (signature.x > 0).then_some(signature.x),
+            signature_prefix: openssl::base64::encode_block(&signature.b)
+                .chars()
+                .take(8)
+                .collect(),
+        });
+    }
+    reports
+}
+
+/// mail-auth judged `x=` by the system clock; as of `now` the signature was still valid.
+fn expired_now_but_not_then(result: &DkimResult, signature: &Signature, now: u64) -> bool {
+    matches!(
+        result,
+        DkimResult::Neutral(Error::Dkim(DkimError::SignatureExpired))
+    ) && signature.x > signature.t
+        && now <= signature.x
+}
+
+/// signet's rules applied after the cryptographic verdict.
+struct Policy {
+    key_bits: Option<u32>,
+    from_headers: usize,
+    body_length: u64,
+    now: u64,
+    explicit_time: bool,
+}
+
+impl Policy {
+    fn apply(&self, signature: &Signature, result: AuthResult) -> Option<(AuthResult, String)> {
+        // Format and algorithm refusals stand whatever DNS says: no retry can make them pass.
+        if signature.v != 1 {
+            // RFC 6376 section 3.5: v=1 is required; signatures without it are pre-RFC drafts.
+            return Some((
+                AuthResult::Neutral,
+                "malformed signature: v= is missing or not 1 (a pre-RFC 6376 draft signature)"
+                    .into(),
+            ));
+        }
+        if signature.a == Algorithm::RsaSha1 {
+            return Some((
+                AuthResult::Policy,
+                "rsa-sha1 signatures are not accepted (RFC 8301)".into(),
+            ));
+        }
+        if result == AuthResult::TempError {
+            return None; // Unknown yet: a retry may succeed; policy speaks after that.
+        }
+        if let (Algorithm::RsaSha256, Some(bits)) = (signature.a, self.key_bits)
+            && bits < MINIMUM_RSA_BITS
+        {
+            return Some((
+                AuthResult::Policy,
+                format!("RSA key of {bits} bits is under the 1024-bit minimum (RFC 8301)"),
+            ));
+        }
+        if self.explicit_time
+            && signature.x > 0
+            && self.now > signature.x
+            && result == AuthResult::Pass
+        {
+            return Some((
+                AuthResult::Neutral,
+                format!(
+                    "signature expired: x={} is before the verification time",
+                    signature.x
+                ),
+            ));
+        }
+        if result != AuthResult::Pass {
+            return None;
+        }
+        if signature.l > 0 && signature.l < self.body_length {
+            return Some((
+                AuthResult::Policy,
+                format!(
+                    "l={} signs only the first {} of {} body bytes; the rest is unsigned and may have been appended",
+                    signature.l, signature.l, self.body_length
+                ),
+            ));
+        }
+        if self.from_headers > 1 {
+            return Some((
+                AuthResult::Policy,
+                format!(
+                    "the message has {} From header fields (RFC 5322 allows one); a signature cannot vouch for the one shown",
+                    self.from_headers
+                ),
+            ));
+        }
+        None
+    }
+}
+
+fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) {
+    let key_name = format!("{}._domainkey.{}", signature.s, signature.d);
+    match result {
+        DkimResult::Pass => {
+            let note = if signature.l > 0 {
+                " (l= present, covering the whole body)"
+            } else {
+                ""
+            };
+            (AuthResult::Pass, format!("signature verified{note}"))
+        }
+        DkimResult::Neutral(error) => match error {
+            Error::Dkim(DkimError::BodyHashMismatch) => (
+                AuthResult::Fail,
+                "body hash mismatch: the body was changed after signing".into(),
+            ),
+            Error::Dkim(DkimError::SignatureExpired) => (
+                AuthResult::Neutral,
+                format!("signature expired (x={})", signature.x),
+            ),
+            other => (AuthResult::Neutral, describe(other, &key_name)),
+        },
+        DkimResult::Fail(error) => match error {
+            Error::Crypto(CryptoError::FailedVerification | CryptoError::Library(_)) => (
+                AuthResult::Fail,
+                "signature did not verify: a signed header field was changed, or the published key does not match".into(),
+            ),
+            Error::Dkim(DkimError::AuidMismatch) => (
+                AuthResult::PermError,
+                "i= is not within d=, or the key's t=s flag forbids a subdomain i=".into(),
+            ),
+            other => (AuthResult::Fail, describe(other, &key_name)),
+        },
+        DkimResult::PermError(error) => (AuthResult::PermError, describe(error, &key_name)),
+        DkimResult::TempError(error) => (AuthResult::TempError, describe(error, &key_name)),
+        DkimResult::None => (AuthResult::None, "no signature".into()),
+    }
+}
+
+fn describe(error: &Error, key_name: &str) -> String {
+    match error {
+        Error::Dns(DnsError::RecordNotFound(code)) => {
+            format!("key not found: no TXT record at {key_name} ({code})")
+        }
+        Error::Dns(DnsError::InvalidRecordType) => {
+            format!("key not found: the TXT record at {key_name} is not a DKIM key")
+        }
+        Error::Dns(DnsError::Resolver(detail)) => {
+            format!("DNS lookup of {key_name} failed ({detail}); try again later")
+        }
+        Error::Dkim(DkimError::PublicKeyRevoked) => {
+            format!("key revoked: {key_name} publishes an empty p=")
+        }
+        Error::Dkim(DkimError::UnsupportedKeyType) => {
+            format!("the key at {key_name} has an unsupported type")
+        }
+        Error::Dkim(DkimError::UnsupportedAlgorithm) => "unsupported signing algorithm".into(),
+        Error::Dkim(DkimError::UnsupportedVersion) => "unsupported DKIM version".into(),
+        Error::Dkim(DkimError::UnsupportedCanonicalization) => {
+            "unsupported canonicalization".into()
+        }
+        Error::Crypto(CryptoError::IncompatibleAlgorithms) => {
+            format!("the key at {key_name} does not match the signature's algorithm")
+        }
+        Error::Crypto(CryptoError::MalformedPublicKey) | Error::Base64 | Error::Parse => {
+            format!("the key record at {key_name} is malformed")
+        }
+        Error::MissingParameters => "a required tag is missing".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A `DKIM-Signature` mail-auth could not parse: reported with whatever tags can be read.
+fn malformed(value: &[u8], error: &Error) -> DkimReport {
+    let text = String::from_utf8_lossy(value);
+    let tag = |name: &str| {
+        text.split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| key.trim() == name)
+            .map(|(_, value)| value.split_whitespace().collect::<String>())
+            .unwrap_or_default()
+    };
+    let reason = match error {
+        Error::Dkim(DkimError::UnsupportedVersion) => "malformed signature: v= is missing or not 1",
+        Error::Dkim(DkimError::UnsupportedAlgorithm) => {
+            "malformed signature: unsupported algorithm in a="
+        }
+        Error::Dkim(DkimError::UnsupportedCanonicalization) => {
+            "malformed signature: unsupported canonicalization in c="
+        }
+        Error::MissingParameters => "malformed signature: a required tag is missing",
+        Error::Base64 => "malformed signature: b= or bh= is not valid base64",
+        _ => "malformed signature: it could not be parsed",
+    };
+    DkimReport {
+        domain: tag("d"),
+        selector: tag("s"),
+        algorithm: tag("a"),
+        result: AuthResult::Neutral,
+        reason: format!("{reason} ({error})"),
+        key_type: None,
+        key_bits: None,
+        header_canonicalization: String::new(),
+        body_canonicalization: String::new(),
+        signed_headers: tag("h")
+            .split(':')
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        identity: None,
+        body_length_limit: None,
+        signed_at: None,
+        expires_at: None,
+        signature_prefix: tag("b").chars().take(8).collect(),
+    }
+}
+
+struct KeyInfo {
+    kind: Option<String>,
+    bits: Option<u32>,
+}
+
+/// The published key's type and size, for the report and the RFC 8301 size rule. mail-auth
+/// keeps its parsed key private, so the record is read again (the resolver's cache answers).
+async fn key_info(authenticator: &MessageAuthenticator, signature: &Signature) -> KeyInfo {
+    let name = format!("{}._domainkey.{}.", signature.s, signature.d);
+    let mut info = KeyInfo {
+        kind: None,
+        bits: None,
+    };
+    let Ok(lookup) = authenticator.resolver().txt_lookup(name).await else {
+        return info;
+    };
+    for record in lookup.answers() {
+        let RData::TXT(txt) = &record.data else {
+            continue;
+        };
+        let text: Vec<u8> = txt
+            .txt_data
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        let text = String::from_utf8_lossy(&text);
+        let tags: Vec<(&str, String)> = text
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.trim(), v.split_whitespace().collect()))
+            .collect();
+        let Some((_, public_key)) = tags.iter().find(|(k, _)| *k == "p") else {
+            continue;
+        };
+        let kind = tags
+            .iter()
+            .find(|(k, _)| *k == "k")
+            .map_or_else(|| "rsa".to_string(), |(_, v)| v.to_ascii_lowercase());
+        info.bits = match kind.as_str() {
+            "ed25519" => Some(256),
+            "rsa" => rsa_bits(public_key),
+            _ => None,
+        };
+        info.kind = Some(kind);
+        break;
+    }
+    info
+}
+
+fn rsa_bits(base64: &str) -> Option<u32> {
+    let der = openssl::base64::decode_block(base64).ok()?;
+    if let Ok(key) = openssl::pkey::PKey::public_key_from_der(&der) {
+        return key.rsa().ok().map(|rsa| rsa.n().num_bits().unsigned_abs());
+    }
+    openssl::rsa::Rsa::public_key_from_der_pkcs1(&der)
+        .ok()
+        .map(|rsa| rsa.n().num_bits().unsigned_abs())
+}
+
+/// Lengths of the body after simple and relaxed canonicalization (RFC 6376 section 3.4), to
+/// tell whether an `l=` count covers all of it.
+fn canonical_body_lengths(body: &[u8]) -> (u64, u64) {
+    let lines: Vec<&[u8]> = split_lines(body);
+    let simple = canonical_length(lines.iter().map(|line| line.len()));
+    let relaxed = canonical_length(lines.iter().map(|line| relaxed_line_length(line)));
+    (simple, relaxed)
+}
+
+/// Sum of line lengths plus CRLFs, with trailing empty lines dropped; an empty body is one
+/// CRLF for simple, nothing for relaxed (the difference does not matter for an `l=` check).
+fn canonical_length(lengths: impl Iterator<Item = usize>) -> u64 {
+    let lengths: Vec<usize> = lengths.collect();
+    let kept = lengths
+        .iter()
+        .rposition(|&n| n > 0)
+        .map_or(0, |last| last + 1);
+    lengths[..kept].iter().map(|n| *n as u64 + 2).sum()
+}
+
+fn split_lines(body: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut rest = body;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..end];
+        lines.push(line.strip_suffix(b"\r").unwrap_or(line));
+        rest = &rest[end + 1..];
+    }
+    if !rest.is_empty() {
+        lines.push(rest);
+    }
+    lines
+}
+
+fn relaxed_line_length(line: &[u8]) -> usize {
+    let mut length = 0;
+    let mut pending_space = false;
+    for &byte in line {
+        if byte == b' ' || byte == b'\t' {
+            pending_space = true;
+        } else {
+            length += usize::from(pending_space) + 1;
+            pending_space = false;
+        }
+    }
+    length
+}
+
+pub(crate) fn algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::RsaSha1 => "rsa-sha1",
+        Algorithm::RsaSha256 => "rsa-sha256",
+        Algorithm::Ed25519Sha256 => "ed25519-sha256",
+        Algorithm::MlDsa44 => "mldsa44",
+    }
+}
+
+fn canonicalization_name(canonicalization: Canonicalization) -> &'static str {
+    match canonicalization {
+        Canonicalization::Relaxed => "relaxed",
+        Canonicalization::Simple => "simple",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_lengths_follow_both_canonicalizations() {
+        assert_eq!(canonical_body_lengths(b"Hi  there \r\n\r\n\r\n"), (12, 10));
+        assert_eq!(canonical_body_lengths(b""), (0, 0));
+        assert_eq!(canonical_body_lengths(b"a\nb"), (6, 6));
+    }
+}

@@ -1,0 +1,116 @@
+//! `signet serve`: the key zone's DNS server and the scheduler, together, until SIGTERM/SIGINT.
+//!
+//! Queries never touch the store: a refresher polls the zone serial (a cheap read) and, when it
+//! moves, rebuilds the zone and swaps it into the server, so a change made with the CLI is
+//! answered within a second without a restart. The scheduler runs a pass at least every minute
+//! (more often when `check_interval` is shorter), each domain's CNAMEs being re-checked every
+//! `check_interval`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::Signet;
+use crate::config::Config;
+
+/// How often the zone serial is polled.
+const ZONE_POLL: Duration = Duration::from_millis(250);
+/// The longest pause between two scheduler passes.
+const MAX_SCHEDULER_PAUSE: Duration = Duration::from_mins(1);
+
+pub async fn serve(config: Config, service: Signet) -> Result<()> {
+    let service = Arc::new(service);
+    let (stop_tx, stop) = watch::channel(false);
+    let zone = crate::zone::build(&config, &service).await?;
+    let handle = signet_dns_server::ZoneHandle::new(zone);
+    let dns = crate::zone::spawn_server(&config, handle.clone(), stop.clone())
+        .await
+        .with_context(|| format!("cannot start the DNS server on {}", config.dns.listen))?;
+    info!(listen = %config.dns.listen, zone = %config.key_zone.name(), "dns: serving the key zone over UDP and TCP");
+
+    let refresher = tokio::spawn(refresh_zone(
+        config.clone(),
+        Arc::clone(&service),
+        handle,
+        stop.clone(),
+    ));
+    let scheduler = tokio::spawn(schedule(config.clone(), Arc::clone(&service), stop.clone()));
+    info!(
+        "ready: dns up, scheduler up (pass every {}s)",
+        scheduler_pause(&config).as_secs()
+    );
+
+    shutdown_signal().await;
+    info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(refresher, scheduler);
+    dns.await.context("the DNS server task failed")??;
+    service.store().close().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn scheduler_pause(config: &Config) -> Duration {
+    let check = Duration::from_secs(u64::try_from(config.check_interval.seconds()).unwrap_or(60));
+    check.clamp(Duration::from_secs(1), MAX_SCHEDULER_PAUSE)
+}
+
+async fn refresh_zone(
+    config: Config,
+    service: Arc<Signet>,
+    handle: signet_dns_server::ZoneHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut serial = handle.serial();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(ZONE_POLL) => {}
+        }
+        match service.zone_serial().await {
+            Ok(current) if current == serial => {}
+            Ok(_) => match crate::zone::build(&config, &service).await {
+                Ok(zone) => {
+                    serial = zone.serial();
+                    info!(serial, records = zone.len(), "zone: new serial served");
+                    handle.replace(zone);
+                }
+                Err(e) => error!("zone: cannot rebuild, still serving serial {serial}: {e:#}"),
+            },
+            Err(e) => warn!("zone: cannot read the serial: {e}"),
+        }
+    }
+}
+
+async fn schedule(config: Config, service: Arc<Signet>, mut stop: watch::Receiver<bool>) {
+    let pause = scheduler_pause(&config);
+    loop {
+        match service.tick().await {
+            Ok(report) => {
+                for event in report.events {
+                    info!("scheduler: {event}");
+                }
+            }
+            Err(e) => error!("scheduler: pass failed: {e}"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
