@@ -383,3 +383,49 @@ mod tests {
         assert!(respond(&zone(), &response, Transport::Udp).is_empty());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use signet_zone::ZoneSettings;
+
+    fn zone() -> Zone {
+        Zone::new(
+            ZoneSettings::new("dkim.example.net"),
+            3,
+            [(
+                "a._domainkey.t.dkim.example.net".to_string(),
+                "v=DKIM1; p=AA".to_string(),
+            )],
+        )
+        .unwrap()
+    }
+
+    proptest! {
+        /// Random bytes, and valid queries with random bytes flipped: never a panic, and every
+        /// reply parses as a DNS message with the request's id.
+        #[test]
+        fn any_bytes_get_a_well_formed_reply_or_none(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for reply in respond(&zone(), &bytes, Transport::Udp) {
+                let parsed = Message::from_vec(&reply);
+                prop_assert!(parsed.is_ok());
+                prop_assert_eq!(parsed.unwrap().metadata.id, u16::from_be_bytes([bytes[0], bytes[1]]));
+            }
+        }
+
+        #[test]
+        fn mutated_queries_never_panic(position in 0usize..64, value in any::<u8>(), kind in 0u16..300) {
+            let mut message = Message::query();
+            message.add_query(Query::query(Name::from_str("a._domainkey.t.dkim.example.net.").unwrap(), RecordType::from(kind)));
+            let mut bytes = message.to_vec().unwrap();
+            let position = position % bytes.len();
+            bytes[position] = value;
+            for transport in [Transport::Udp, Transport::Tcp { may_transfer: true }] {
+                for reply in respond(&zone(), &bytes, transport) {
+                    prop_assert!(Message::from_vec(&reply).is_ok());
+                }
+            }
+        }
+    }
+}
