@@ -55,7 +55,7 @@ run() { # name port
   echo "$1 $qps $p99" >> "$work/summary"
 }
 
-echo "zone: $domains domains ($(grep -c ' TXT ' "$work/dkim.example.net.zone") TXT records), $seconds s per server, $clients clients, dnsperf $(dnsperf -h 2>&1 | head -1 | awk '{print $2}')"
+echo "zone: $domains domains ($(grep -c ' TXT ' "$work/dkim.example.net.zone") TXT records), $seconds s per server, $clients clients, dnsperf $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null)"
 run signet $signet_port
 run knot $knot_port
 awk '{q[$1]=$2; p[$1]=$3} END {printf "ratio signet/knot: qps %.2f, p99 %.2f\n", q["signet"]/q["knot"], p["signet"]/p["knot"]}' "$work/summary"

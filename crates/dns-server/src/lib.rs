@@ -17,6 +17,7 @@
 //! ```
 
 pub mod answer;
+mod fast;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -51,10 +52,17 @@ pub struct DnsConfig {
     pub secondaries: Vec<SocketAddr>,
 }
 
+/// A zone with its answers prepared in wire form.
+#[derive(Debug)]
+pub struct Served {
+    pub zone: Zone,
+    fast: fast::FastIndex,
+}
+
 /// The zone being served; cheap to clone, shared by every task of the server.
 #[derive(Debug, Clone)]
 pub struct ZoneHandle {
-    zone: Arc<RwLock<Arc<Zone>>>,
+    zone: Arc<RwLock<Arc<Served>>>,
     serial: watch::Sender<u32>,
 }
 
@@ -62,13 +70,13 @@ impl ZoneHandle {
     pub fn new(zone: Zone) -> ZoneHandle {
         let (serial, _) = watch::channel(zone.serial());
         ZoneHandle {
-            zone: Arc::new(RwLock::new(Arc::new(zone))),
+            zone: Arc::new(RwLock::new(Arc::new(prepare(zone)))),
             serial,
         }
     }
 
     /// The snapshot answering queries now.
-    pub fn current(&self) -> Arc<Zone> {
+    pub fn current(&self) -> Arc<Served> {
         Arc::clone(
             &self
                 .zone
@@ -78,19 +86,26 @@ impl ZoneHandle {
     }
 
     pub fn serial(&self) -> u32 {
-        self.current().serial()
+        self.current().zone.serial()
     }
 
-    /// Serves `zone` from now on; secondaries are notified if the serial changed.
+    /// Serves `zone` from now on (its answers prepared before the swap); secondaries are
+    /// notified if the serial changed.
     pub fn replace(&self, zone: Zone) {
         let serial = zone.serial();
+        let served = Arc::new(prepare(zone));
         *self
             .zone
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(zone);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = served;
         self.serial
             .send_if_modified(|current| std::mem::replace(current, serial) != serial);
     }
+}
+
+fn prepare(zone: Zone) -> Served {
+    let fast = fast::FastIndex::new(&zone);
+    Served { zone, fast }
 }
 
 /// Sockets bound and ready; [`DnsServer::run`] serves until told to stop.
@@ -112,7 +127,7 @@ impl DnsServer {
             address: config.listen,
             source,
         };
-        let udp = UdpSocket::bind(config.listen).await.map_err(bind_error)?;
+        let udp = udp_socket(config.listen).map_err(bind_error)?;
         let tcp = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         Ok(DnsServer {
             udp: Arc::new(udp),
@@ -145,6 +160,23 @@ impl DnsServer {
     }
 }
 
+/// Socket buffers for bursts of queries; the kernel may cap them at `net.core.rmem_max`.
+const UDP_BUFFER: usize = 4 << 20;
+
+fn udp_socket(listen: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer only means more drops under load.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&listen.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
     let mut buffer = vec![0u8; 4096];
     loop {
@@ -156,8 +188,13 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
                 continue;
             }
         };
-        let current = zone.current();
-        for message in respond(&current, &buffer[..len], Transport::Udp) {
+        let served = zone.current();
+        let request = &buffer[..len];
+        let replies = match served.fast.respond_udp(request) {
+            Some(reply) => vec![reply],
+            None => respond(&served.zone, request, Transport::Udp),
+        };
+        for message in replies {
             if let Err(e) = socket.send_to(&message, peer).await {
                 debug!("dns: udp send to {peer} failed: {e}");
             }
@@ -209,8 +246,8 @@ async fn serve_connection(
         tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
-        let current = zone.current();
-        let messages = respond(&current, &request, Transport::Tcp { may_transfer });
+        let served = zone.current();
+        let messages = respond(&served.zone, &request, Transport::Tcp { may_transfer });
         if messages.is_empty() {
             return Ok(()); // not worth an answer: close, as a client that sends garbage deserves
         }
@@ -230,7 +267,7 @@ async fn notify_on_change(zone: ZoneHandle, secondaries: Vec<SocketAddr>) {
     let mut changes = zone.serial.subscribe();
     while changes.changed().await.is_ok() {
         let serial = *changes.borrow_and_update();
-        let origin = zone.current().settings().origin.clone();
+        let origin = zone.current().zone.settings().origin.clone();
         for secondary in &secondaries {
             let (origin, secondary) = (origin.clone(), *secondary);
             tokio::spawn(async move {
