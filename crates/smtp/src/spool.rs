@@ -1,0 +1,509 @@
+//! The durable spool: accepted messages on disk, fsync'd before the client hears `250`.
+//!
+//! Each entry is two files in one directory: `<id>.eml` (the message, as received) and
+//! `<id>.env` (the envelope, JSON). The envelope file is the commit record: an entry exists
+//! exactly when its `.env` exists. [`Spool::store`] writes both under `tmp-` names, fsyncs them,
+//! renames the message into place, fsyncs the directory, then renames the envelope into place and
+//! fsyncs the directory again. A crash at any point leaves either a whole entry or none; the
+//! leftovers (`tmp-*` files, a `.eml` without its `.env`) are deleted by [`Spool::open`].
+//!
+//! The methods do blocking file I/O; async callers go through `spawn_blocking` (as
+//! [`crate::SpoolSink`] does).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+const TEMP_PREFIX: &str = "tmp-";
+const ENVELOPE_SUFFIX: &str = ".env";
+const MESSAGE_SUFFIX: &str = ".eml";
+const FORMAT_VERSION: u32 = 1;
+
+/// A spool entry's name: unique within the spool, and sorting as text sorts by arrival time.
+///
+/// It is the arrival time in microseconds since the Unix epoch, bumped past the previous id when
+/// two messages arrive within the same microsecond (or the clock steps back), written as 16
+/// lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueId(u64);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl FromStr for QueueId {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let valid = text.len() == 16
+            && text
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
+        if !valid {
+            return Err(Error::InvalidQueueId(text.into()));
+        }
+        u64::from_str_radix(text, 16)
+            .map(Self)
+            .map_err(|_| Error::InvalidQueueId(text.into()))
+    }
+}
+
+/// What the spool keeps beside a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The envelope sender; empty for the null sender.
+    pub sender: String,
+    /// The envelope recipients.
+    pub recipients: Vec<String>,
+    /// The tenant the message belongs to (opaque here).
+    pub tenant: String,
+    /// When the message was accepted.
+    pub received_at: SystemTime,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When the next delivery attempt is due.
+    pub next_attempt: SystemTime,
+    /// The client declared `BODY=8BITMIME`; delivery must too.
+    pub eight_bit_mime: bool,
+    /// The client declared `SMTPUTF8`; delivery must too.
+    pub smtputf8: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEnvelope {
+    version: u32,
+    #[serde(flatten)]
+    envelope: Envelope,
+}
+
+/// A spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    directory: PathBuf,
+    /// The last id handed out; also serialises the renames of store, update and remove.
+    last_id: Mutex<u64>,
+}
+
+impl Spool {
+    /// Opens (creating it, mode 0700, if needed) the spool in `directory`, and deletes what a
+    /// crash may have left: temporary files and messages whose envelope was never committed.
+    pub fn open(directory: impl Into<PathBuf>) -> Result<Self, Error> {
+        let directory = directory.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&directory)
+            .map_err(|source| io_error(&directory, source))?;
+        let mut envelopes = BTreeSet::new();
+        let mut messages = BTreeSet::new();
+        let mut last_id = 0;
+        for entry in fs::read_dir(&directory).map_err(|source| io_error(&directory, source))? {
+            let entry = entry.map_err(|source| io_error(&directory, source))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(TEMP_PREFIX) {
+                remove_file(&entry.path())?;
+            } else if let Some(id) = parse_name(name, ENVELOPE_SUFFIX) {
+                last_id = last_id.max(id.0);
+                envelopes.insert(id);
+            } else if let Some(id) = parse_name(name, MESSAGE_SUFFIX) {
+                last_id = last_id.max(id.0);
+                messages.insert(id);
+            }
+        }
+        let spool = Self {
+            directory,
+            last_id: Mutex::new(last_id),
+        };
+        for orphan in messages.difference(&envelopes) {
+            remove_file(&spool.message_path(*orphan))?;
+        }
+        spool.sync_directory()?;
+        Ok(spool)
+    }
+
+    /// Stores a message and its envelope durably; when this returns `Ok`, both are on disk
+    /// and a crash will not lose them.
+    pub fn store(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, Error> {
+        let mut last_id = self.lock();
+        let id = next_id(&mut last_id);
+        let message_temp = self.temp_path(id, MESSAGE_SUFFIX);
+        let envelope_temp = self.temp_path(id, ENVELOPE_SUFFIX);
+        let result = (|| {
+            write_synced(&message_temp, message)?;
+            write_synced(&envelope_temp, &encode(envelope))?;
+            rename(&message_temp, &self.message_path(id))?;
+            self.sync_directory()?;
+            rename(&envelope_temp, &self.envelope_path(id))?;
+            self.sync_directory()
+        })();
+        if result.is_err() {
+            // Best effort: whatever is left is cleaned up by the next open anyway.
+            let _ = fs::remove_file(&message_temp);
+            let _ = fs::remove_file(&envelope_temp);
+            let _ = fs::remove_file(self.message_path(id));
+        }
+        result.map(|()| id)
+    }
+
+    /// The ids of all entries, oldest first.
+    pub fn list(&self) -> Result<Vec<QueueId>, Error> {
+        let mut ids = Vec::new();
+        let entries =
+            fs::read_dir(&self.directory).map_err(|source| io_error(&self.directory, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| io_error(&self.directory, source))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| parse_name(name, ENVELOPE_SUFFIX))
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// An entry's envelope.
+    pub fn envelope(&self, id: QueueId) -> Result<Envelope, Error> {
+        let path = self.envelope_path(id);
+        let bytes = fs::read(&path).map_err(|source| not_found_or(id, &path, source))?;
+        let stored: StoredEnvelope =
+            serde_json::from_slice(&bytes).map_err(|source| Error::DamagedEntry { id, source })?;
+        Ok(stored.envelope)
+    }
+
+    /// An entry's message.
+    pub fn message(&self, id: QueueId) -> Result<Vec<u8>, Error> {
+        let path = self.message_path(id);
+        fs::read(&path).map_err(|source| not_found_or(id, &path, source))
+    }
+
+    /// An entry's envelope and message.
+    pub fn load(&self, id: QueueId) -> Result<(Envelope, Vec<u8>), Error> {
+        Ok((self.envelope(id)?, self.message(id)?))
+    }
+
+    /// Replaces an entry's envelope (after a delivery attempt: attempts, next attempt, the
+    /// recipients still to do), atomically and durably. An entry that was removed stays removed.
+    pub fn update(&self, id: QueueId, envelope: &Envelope) -> Result<(), Error> {
+        let _guard = self.lock();
+        let path = self.envelope_path(id);
+        if !path.exists() {
+            return Err(Error::NotFound(id));
+        }
+        let temp = self.temp_path(id, ENVELOPE_SUFFIX);
+        let result = write_synced(&temp, &encode(envelope))
+            .and_then(|()| rename(&temp, &path))
+            .and_then(|()| self.sync_directory());
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Removes an entry (delivered, or given up on). The envelope goes first, so a crash
+    /// half-way leaves an orphan message that the next open deletes, never a half entry.
+    pub fn remove(&self, id: QueueId) -> Result<(), Error> {
+        let _guard = self.lock();
+        let path = self.envelope_path(id);
+        fs::remove_file(&path).map_err(|source| not_found_or(id, &path, source))?;
+        self.sync_directory()?;
+        remove_file(&self.message_path(id))
+    }
+
+    /// The spool directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        // A panic while holding the lock cannot leave the counter inconsistent.
+        self.last_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn envelope_path(&self, id: QueueId) -> PathBuf {
+        self.directory.join(format!("{id}{ENVELOPE_SUFFIX}"))
+    }
+
+    fn message_path(&self, id: QueueId) -> PathBuf {
+        self.directory.join(format!("{id}{MESSAGE_SUFFIX}"))
+    }
+
+    fn temp_path(&self, id: QueueId, suffix: &str) -> PathBuf {
+        self.directory.join(format!("{TEMP_PREFIX}{id}{suffix}"))
+    }
+
+    fn sync_directory(&self) -> Result<(), Error> {
+        File::open(&self.directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|source| io_error(&self.directory, source))
+    }
+}
+
+fn next_id(last_id: &mut u64) -> QueueId {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+    *last_id = now.max(*last_id + 1);
+    QueueId(*last_id)
+}
+
+fn parse_name(name: &str, suffix: &str) -> Option<QueueId> {
+    name.strip_suffix(suffix)?.parse().ok()
+}
+
+fn encode(envelope: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(&StoredEnvelope {
+        version: FORMAT_VERSION,
+        envelope: envelope.clone(),
+    })
+    .expect("an envelope always serialises")
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| io_error(path, source))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|source| io_error(path, source))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), Error> {
+    fs::rename(from, to).map_err(|source| io_error(to, source))
+}
+
+fn remove_file(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(io_error(path, error)),
+        _ => Ok(()),
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> Error {
+    Error::Spool {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn not_found_or(id: QueueId, path: &Path, source: io::Error) -> Error {
+    if source.kind() == io::ErrorKind::NotFound {
+        Error::NotFound(id)
+    } else {
+        io_error(path, source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn envelope() -> Envelope {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Envelope {
+            sender: "joe@example.com".into(),
+            recipients: vec!["a@example.net".into(), "b@example.org".into()],
+            tenant: "contoso".into(),
+            received_at: now,
+            attempts: 0,
+            next_attempt: now,
+            eight_bit_mime: true,
+            smtputf8: false,
+        }
+    }
+
+    fn names(directory: &Path) -> BTreeSet<String> {
+        fs::read_dir(directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn store_list_load_update_remove() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        assert_eq!(spool.list().unwrap(), []);
+
+        let first = spool
+            .store(&envelope(), b"Subject: 1\r\n\r\none\r\n")
+            .unwrap();
+        let second = spool
+            .store(&envelope(), b"Subject: 2\r\n\r\ntwo\r\n")
+            .unwrap();
+        assert!(first < second);
+        assert!(first.to_string() < second.to_string());
+        assert_eq!(spool.list().unwrap(), [first, second]);
+
+        let (loaded, message) = spool.load(first).unwrap();
+        assert_eq!(loaded, envelope());
+        assert_eq!(message, b"Subject: 1\r\n\r\none\r\n");
+
+        let mut retried = envelope();
+        retried.attempts = 1;
+        retried.next_attempt += Duration::from_mins(10);
+        spool.update(first, &retried).unwrap();
+        assert_eq!(spool.envelope(first).unwrap(), retried);
+
+        spool.remove(first).unwrap();
+        assert_eq!(spool.list().unwrap(), [second]);
+        assert!(matches!(spool.load(first), Err(Error::NotFound(id)) if id == first));
+        assert!(matches!(
+            spool.update(first, &retried),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(spool.remove(first), Err(Error::NotFound(_))));
+        assert_eq!(
+            names(directory.path()),
+            BTreeSet::from([format!("{second}.env"), format!("{second}.eml")])
+        );
+    }
+
+    #[test]
+    fn entries_survive_reopening_and_new_ids_stay_ahead() {
+        let directory = tempfile::tempdir().unwrap();
+        let id = Spool::open(directory.path())
+            .unwrap()
+            .store(&envelope(), b"x\r\n")
+            .unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        assert_eq!(spool.list().unwrap(), [id]);
+        assert_eq!(spool.message(id).unwrap(), b"x\r\n");
+        assert!(spool.store(&envelope(), b"y\r\n").unwrap() > id);
+    }
+
+    #[test]
+    fn ids_are_unique_under_concurrency() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = std::sync::Arc::new(Spool::open(directory.path()).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let spool = spool.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|_| spool.store(&envelope(), b"m\r\n").unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let ids: BTreeSet<QueueId> = threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 40);
+        assert_eq!(spool.list().unwrap().len(), 40);
+    }
+
+    /// A crash after writing but before the renames leaves `tmp-` files; a crash between the two
+    /// renames leaves a message without its envelope. Neither is ever an entry, and both are
+    /// cleaned up on open.
+    #[test]
+    fn a_crash_before_the_commit_leaves_no_entry() {
+        let directory = tempfile::tempdir().unwrap();
+        let kept = Spool::open(directory.path())
+            .unwrap()
+            .store(&envelope(), b"kept\r\n")
+            .unwrap();
+        let torn = "0000000000000001";
+        let uncommitted = "0000000000000002";
+        let stored_envelope = encode(&envelope());
+        fs::write(
+            directory.path().join(format!("tmp-{torn}.eml")),
+            b"partial mess",
+        )
+        .unwrap();
+        fs::write(
+            directory.path().join(format!("tmp-{torn}.env")),
+            &stored_envelope[..10],
+        )
+        .unwrap();
+        fs::write(
+            directory.path().join(format!("{uncommitted}.eml")),
+            b"whole\r\n",
+        )
+        .unwrap();
+        fs::write(
+            directory.path().join(format!("tmp-{uncommitted}.env")),
+            &stored_envelope,
+        )
+        .unwrap();
+
+        let spool = Spool::open(directory.path()).unwrap();
+        assert_eq!(spool.list().unwrap(), [kept]);
+        assert_eq!(
+            names(directory.path()),
+            BTreeSet::from([format!("{kept}.env"), format!("{kept}.eml")])
+        );
+    }
+
+    #[test]
+    fn a_damaged_envelope_is_a_permanent_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").unwrap();
+        fs::write(spool.envelope_path(id), b"{not json").unwrap();
+        let error = spool.envelope(id).unwrap_err();
+        assert!(matches!(error, Error::DamagedEntry { .. }));
+        assert!(!error.is_temporary());
+    }
+
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path().join("spool");
+        let spool = Spool::open(&root).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").unwrap();
+        let mode = |path: PathBuf| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(root.clone()), 0o700);
+        assert_eq!(mode(spool.envelope_path(id)), 0o600);
+        assert_eq!(mode(spool.message_path(id)), 0o600);
+    }
+
+    #[test]
+    fn queue_ids_parse_strictly() {
+        let id: QueueId = "0005f3a1b2c3d4e5".parse().unwrap();
+        assert_eq!(id.to_string(), "0005f3a1b2c3d4e5");
+        for bad in [
+            "",
+            "0005F3A1B2C3D4E5",
+            "../../etc/passwd",
+            "0005f3a1b2c3d4e",
+            "+005f3a1b2c3d4e5",
+        ] {
+            assert!(bad.parse::<QueueId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_store_reports_a_temporary_error() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path().join("spool")).unwrap();
+        fs::remove_dir(directory.path().join("spool")).unwrap();
+        let error = spool.store(&envelope(), b"x\r\n").unwrap_err();
+        assert!(error.is_temporary());
+    }
+}
