@@ -178,6 +178,9 @@ enum DkimCommand {
         header_canonicalization: Option<Canonicalization>,
         #[arg(long)]
         body_canonicalization: Option<Canonicalization>,
+        /// Rotate this domain's key automatically every SPAN (e.g. 90d, minimum 5d), or `off`.
+        #[arg(long, value_name = "SPAN|off", value_parser = parse_interval)]
+        rotation_interval: Option<Interval>,
     },
     /// Put a new key in the other selector; it signs after the rotation delay (Rotate-DkimSigningConfig).
     Rotate {
@@ -216,6 +219,19 @@ enum RecordsFormat {
     Table,
     Zone,
     Json,
+}
+
+/// `--rotation-interval`: a span, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Interval(Option<signet_keys::Span>);
+
+fn parse_interval(text: &str) -> Result<Interval, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Interval(None));
+    }
+    text.parse()
+        .map(|span| Interval(Some(span)))
+        .map_err(|e: signet_keys::Error| e.to_string())
 }
 
 /// The key zone `signet serve` uses when it has to create an installation itself.
@@ -555,11 +571,13 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
             enabled,
             header_canonicalization,
             body_canonicalization,
+            rotation_interval,
         } => {
             let options = SetOptions {
                 enabled,
                 header_canonicalization,
                 body_canonicalization,
+                rotation_interval: rotation_interval.map(|Interval(span)| span),
             };
             print!("{}", show(service.set(&domain, options).await?));
         }

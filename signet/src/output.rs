@@ -142,6 +142,12 @@ fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
         ),
         property("WhenCreated", "when_created", time(Some(c.created))),
         property("WhenChanged", "when_changed", time(Some(c.changed))),
+        property(
+            "RotationInterval",
+            "rotation_interval",
+            c.rotation_interval
+                .map_or(Value::Null, |span| Value::String(span.to_string())),
+        ),
         property("StatusDetail", "status_detail", c.status_detail(zone)),
         property("SigningDomain", "signing_domain", signing_domain),
         property("SigningSelector", "signing_selector", signing_selector),

@@ -254,6 +254,19 @@ fn the_quick_start_works_end_to_end() {
         .to_string();
     assert_eq!(value(&list, "HeaderCanonicalization"), "Simple");
     assert_eq!(value(&list, "BodyCanonicalization"), "Relaxed");
+    let list = signet
+        .run(&["dkim", "set", "contoso.com", "--rotation-interval", "90d"])
+        .ok()
+        .to_string();
+    assert_eq!(value(&list, "RotationInterval"), "90d");
+    signet
+        .run(&["dkim", "set", "contoso.com", "--rotation-interval", "1d"])
+        .refused("the minimum is 5d");
+    let list = signet
+        .run(&["dkim", "set", "contoso.com", "--rotation-interval", "off"])
+        .ok()
+        .to_string();
+    assert_eq!(value(&list, "RotationInterval"), "");
 
     // Remove: the config goes, the domain stays accepted with no keys.
     signet.run(&["dkim", "remove", "contoso.com"]).ok();

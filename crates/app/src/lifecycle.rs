@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde_json::json;
 use signet_keys::{
     Algorithm, Canonicalization, CnameCheck, CnameFinding, DomainKind, DomainName, KeySpec,
-    PrivateKey, RotationRecord, RsaBits, SigningConfig, Slot, Slots, Status,
-    customer_selector_name,
+    MINIMUM_ROTATION_INTERVAL, PrivateKey, RotationRecord, RsaBits, SigningConfig, Slot, Slots,
+    Span, Status, customer_selector_name,
 };
 use signet_store::{AcceptedDomain, Tx};
 
@@ -30,6 +30,9 @@ pub struct SetOptions {
     pub enabled: Option<bool>,
     pub header_canonicalization: Option<Canonicalization>,
     pub body_canonicalization: Option<Canonicalization>,
+    /// Automatic rotation for this domain: `Some(None)` turns it off (the installation's
+    /// `[rotation] interval` applies then).
+    pub rotation_interval: Option<Option<Span>>,
 }
 
 /// One row of `signet dkim get`: a config, or an accepted domain that has none.
@@ -147,6 +150,16 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         if let Some(c) = options.body_canonicalization {
             after.body_canonicalization = c;
+        }
+        if let Some(interval) = options.rotation_interval {
+            if let Some(span) = interval
+                && span < MINIMUM_ROTATION_INTERVAL
+            {
+                return Err(AppError::Refused(format!(
+                    "a rotation interval of {span} is too short; the minimum is {MINIMUM_ROTATION_INTERVAL}"
+                )));
+            }
+            after.rotation_interval = interval;
         }
         after.changed = self.clock.now();
         tx.save_config(&after, &[]).await?;
