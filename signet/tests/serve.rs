@@ -367,7 +367,7 @@ fn dkimpy_verifies_with_keys_from_signets_dns() {
         let mut child = Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/peers/dkimpy_verify_dns.py"
+                "/../tests/peers/dkimpy_verify_dns.py"
             ))
             .arg(format!("127.0.0.1:{port}"))
             .stdin(std::process::Stdio::piped())

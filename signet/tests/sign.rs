@@ -37,7 +37,7 @@ fn dkimpy(records: &std::path::Path, message: &[u8]) -> bool {
     let mut child = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../crates/signer/tests/peers/dkimpy_verify.py"
+            "/../tests/peers/dkimpy_verify.py"
         ))
         .arg(records)
         .stdin(Stdio::piped())

@@ -25,7 +25,7 @@ the report is attached. Grüße, Joe\r\n\
 \r\n";
 
 fn peers() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/peers"))
 }
 
 fn run(command: &mut Command, stdin: &[u8]) -> (bool, String) {
