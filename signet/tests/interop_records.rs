@@ -35,17 +35,7 @@ fn expected_p(key_file: &str, ed25519: bool) -> String {
 
 #[test]
 fn published_records_match_openssl() {
-    let signet = Signet::new();
-    signet
-        .run(&[
-            "init",
-            "--key-zone",
-            "dkim.example.net",
-            "--resolver",
-            "127.0.0.1:9",
-        ])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     let dir = signet.dir.path();
     let cases = [
         (

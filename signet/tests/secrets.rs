@@ -123,17 +123,7 @@ fn an_imported_key_is_sealed_and_never_printed() {
 
 #[test]
 fn generated_keys_are_sealed_and_never_printed() {
-    let signet = Signet::new();
-    signet
-        .run(&[
-            "init",
-            "--key-zone",
-            "dkim.example.net",
-            "--resolver",
-            "127.0.0.1:9",
-        ])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     signet
         .run(&["domain", "add", "contoso", "contoso.com"])
         .ok();

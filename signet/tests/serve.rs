@@ -31,11 +31,7 @@ fn header_status(answer: &str) -> &str {
 
 #[test]
 fn the_key_zone_answers_like_an_authoritative_server() {
-    let signet = Signet::new();
-    signet
-        .run(&["init", "--key-zone", ZONE, "--resolver", "127.0.0.1:9"])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     signet
         .run(&["domain", "add", "contoso", "contoso.com"])
         .ok();
@@ -308,11 +304,7 @@ fn without_the_cname_at_switch_time_the_old_key_keeps_signing() {
 
 #[test]
 fn dkimpy_verifies_with_keys_from_signets_dns() {
-    let signet = Signet::new();
-    signet
-        .run(&["init", "--key-zone", ZONE, "--resolver", "127.0.0.1:9"])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     // signet holds this key (imported); dkimpy signs with the same key and must find its public
     // half in signet's zone.
     let key = signet.dir.path().join("key.pem");
@@ -394,11 +386,7 @@ fn dkimpy_verifies_with_keys_from_signets_dns() {
 
 #[test]
 fn a_real_secondary_carries_the_zone_by_axfr_and_notify() {
-    let signet = Signet::new();
-    signet
-        .run(&["init", "--key-zone", ZONE, "--resolver", "127.0.0.1:9"])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     let (signet_port, knot_port) = (free_port(), free_port());
     with_settings(
         &signet,
@@ -445,11 +433,7 @@ fn a_real_secondary_carries_the_zone_by_axfr_and_notify() {
 #[test]
 fn zone_transfers_are_refused_to_strangers_and_garbage_never_stalls_the_server() {
     use std::net::UdpSocket;
-    let signet = Signet::new();
-    signet
-        .run(&["init", "--key-zone", ZONE, "--resolver", "127.0.0.1:9"])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     with_settings(
         &signet,
         &[(

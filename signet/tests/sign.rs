@@ -50,17 +50,7 @@ fn dkimpy(records: &std::path::Path, message: &[u8]) -> bool {
 
 #[test]
 fn signed_messages_verify_against_the_published_records() {
-    let signet = Signet::new();
-    signet
-        .run(&[
-            "init",
-            "--key-zone",
-            "dkim.example.net",
-            "--resolver",
-            "127.0.0.1:9",
-        ])
-        .ok();
-    signet.run(&["tenant", "add", "contoso"]).ok();
+    let signet = Signet::with_tenant("127.0.0.1:9");
     signet
         .run(&["domain", "add", "contoso", "contoso.com"])
         .ok();

@@ -59,6 +59,22 @@ impl Signet {
         }
     }
 
+    /// An installation for key zone `dkim.example.net` asking `resolver`, with tenant `contoso`.
+    pub fn with_tenant(resolver: &str) -> Signet {
+        let signet = Signet::new();
+        signet
+            .run(&[
+                "init",
+                "--key-zone",
+                "dkim.example.net",
+                "--resolver",
+                resolver,
+            ])
+            .ok();
+        signet.run(&["tenant", "add", "contoso"]).ok();
+        signet
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -113,73 +129,70 @@ pub struct Knot {
 }
 
 impl Knot {
+    /// Knot as the primary of the given zones.
     pub fn start(zones: &[(&str, String)]) -> Knot {
-        let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("knotd is not installed: run .ci/setup (Debian package knot)");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let root = dir.path().display().to_string();
-        let mut conf = format!(
-            "server:\n  listen: 127.0.0.1@{port}\n  rundir: {root}\n  user: root:root\n\
-             database:\n  storage: {root}/db\n\
-             template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    zonefile-load: whole\n    journal-content: none\n\
-             zone:\n"
-        );
+        let mut zone_list = String::new();
         for (name, text) in zones {
             std::fs::write(dir.path().join(format!("{name}.zone")), text).unwrap();
-            let _ = writeln!(conf, "  - domain: {name}");
+            let _ = writeln!(zone_list, "  - domain: {name}");
         }
-        let conf_path = dir.path().join("knot.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(knotd)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knotd starts");
-        let knot = Knot {
-            port,
-            child,
-            _dir: dir,
-        };
-        knot.wait_until_serving(zones[0].0);
-        knot
+        Self::spawn(
+            dir,
+            free_port(),
+            "",
+            "    zonefile-load: whole\n",
+            &zone_list,
+            zones[0].0,
+        )
     }
 
     /// Knot as a secondary of `zone`, transferring from the primary on 127.0.0.1:`primary_port`
-    /// and accepting its NOTIFY.
-    pub fn start_secondary(zone: &str, primary_port: u16) -> Knot {
-        Self::start_secondary_on(zone, primary_port, free_port())
+    /// and accepting its NOTIFY, listening on `port`.
+    pub fn start_secondary_on(zone: &str, primary_port: u16, port: u16) -> Knot {
+        let peers = format!(
+            "remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n\
+             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n"
+        );
+        let zone_list =
+            format!("  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n");
+        Self::spawn(
+            tempfile::tempdir().unwrap(),
+            port,
+            &peers,
+            "",
+            &zone_list,
+            zone,
+        )
     }
 
-    /// As [`Knot::start_secondary`], listening on `port`.
-    pub fn start_secondary_on(zone: &str, primary_port: u16, port: u16) -> Knot {
+    fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        peers: &str,
+        template_extra: &str,
+        zones: &str,
+        first: &str,
+    ) -> Knot {
         let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("knotd is not installed: run .ci/setup (Debian package knot)");
-        let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
         let conf = format!(
             "server:\n  listen: 127.0.0.1@{port}\n  rundir: {root}\n  user: root:root\n\
-             database:\n  storage: {root}/db\n\
-             remote:\n  - id: primary\n    address: 127.0.0.1@{primary_port}\n\
-             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n\
-             template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
-             zone:\n  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n"
+             database:\n  storage: {root}/db\n{peers}\
+             template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n{template_extra}    journal-content: none\n\
+             zone:\n{zones}"
         );
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
         let child = Command::new(knotd)
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("knotd.log")).unwrap(),
-            ))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("knotd starts");
         let knot = Knot {
@@ -187,7 +200,7 @@ impl Knot {
             child,
             _dir: dir,
         };
-        knot.wait_until_serving(zone);
+        knot.wait_until_serving(first);
         knot
     }
 
