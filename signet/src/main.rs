@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signet_app::{
-    AppError, DkimView, NewOptions, Service, SetOptions, Settings, SignOutcome, SigningPolicy,
-    SystemClock,
+    AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SignOutcome,
+    SigningPolicy, SystemClock,
 };
 use signet_keys::{Algorithm, Canonicalization, DomainName, RsaBits, TenantName};
 use signet_store::Store;
@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = RecordsFormat::Table)]
         format: RecordsFormat,
     },
+    /// How a tenant's servers reach the relay: client networks, or a login for submission.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
     /// The audit log of every change.
     Audit {
         #[arg(long)]
@@ -145,6 +148,33 @@ enum DomainCommand {
     },
     /// Remove an accepted domain with its signing config and keys.
     Remove { domain: DomainName },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorCommand {
+    /// Add a connector: `--from CIDR…` (relay from those networks) or `--login USER
+    /// --password-stdin` (submission with SMTP AUTH; the password is stored as an argon2id hash).
+    Add {
+        tenant: TenantName,
+        name: String,
+        #[arg(long = "from", value_name = "CIDR", num_args = 1.., conflicts_with = "login", required_unless_present = "login")]
+        networks: Vec<signet_keys::IpNetwork>,
+        #[arg(long, value_name = "USER", requires = "password_stdin")]
+        login: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: Option<TenantName>,
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    Remove {
+        tenant: TenantName,
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -407,6 +437,7 @@ async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result
             Ok(())
         }
         Command::Audit { domain, format } => audit(service, domain.as_ref(), format).await,
+        Command::Connector(command) => connector(command, service).await,
         Command::Zone(ZoneCommand::Export) => {
             print!("{}", zone::build(config, service).await?.to_master_file());
             Ok(())
@@ -594,6 +625,75 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
         }
         DkimCommand::ExportPublic { domain } => {
             println!("{}", service.export_public(&domain).await?);
+        }
+    }
+    Ok(())
+}
+
+async fn connector(command: ConnectorCommand, service: &Signet) -> Result<()> {
+    match command {
+        ConnectorCommand::Add {
+            tenant,
+            name,
+            networks,
+            login,
+            password_stdin,
+        } => {
+            let new = match login {
+                Some(username) => {
+                    anyhow::ensure!(password_stdin, "--login needs --password-stdin");
+                    let mut line = zeroize::Zeroizing::new(String::new());
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("cannot read the password from standard input")?;
+                    let password =
+                        zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+                    NewConnector::Login { username, password }
+                }
+                None => NewConnector::Networks(networks),
+            };
+            let added = service.add_connector(&tenant, &name, new).await?;
+            println!(
+                "Connector '{name}' added to tenant '{tenant}': {}",
+                signet_app::describe_connector(&added)
+            );
+        }
+        ConnectorCommand::List { tenant, format } => {
+            let rows: Vec<Vec<String>> = service
+                .connectors(tenant.as_ref())
+                .await?
+                .iter()
+                .map(|c| {
+                    let view = signet_app::describe_connector(c);
+                    let reach = match &c.kind {
+                        signet_store::ConnectorKind::Networks(n) => n
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        signet_store::ConnectorKind::Login { username, .. } => {
+                            format!("login {username}")
+                        }
+                    };
+                    vec![
+                        c.tenant.to_string(),
+                        c.name.clone(),
+                        view["kind"].as_str().unwrap_or_default().to_string(),
+                        reach,
+                        c.created.rfc3339(),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &["Tenant", "Name", "Kind", "Clients", "WhenCreated"],
+                &["tenant", "name", "kind", "clients", "when_created"],
+                &rows,
+                format,
+            );
+        }
+        ConnectorCommand::Remove { tenant, name } => {
+            service.remove_connector(&tenant, &name).await?;
+            println!("Connector '{name}' removed from tenant '{tenant}'.");
         }
     }
     Ok(())

@@ -514,3 +514,74 @@ fn a_missing_installation_or_master_key_is_explained() {
         "a refused init leaves nothing behind"
     );
 }
+
+#[test]
+fn connectors_are_added_listed_and_removed_without_showing_secrets() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    signet.run(&["tenant", "add", "fabrikam"]).ok();
+    signet
+        .run(&[
+            "connector",
+            "add",
+            "contoso",
+            "office",
+            "--from",
+            "192.0.2.0/24",
+            "2001:db8::/48",
+        ])
+        .ok();
+    signet
+        .run_with_stdin(
+            &[
+                "connector",
+                "add",
+                "contoso",
+                "app",
+                "--login",
+                "app@contoso.com",
+                "--password-stdin",
+            ],
+            b"correct horse battery\n",
+        )
+        .ok();
+    signet
+        .run(&["connector", "add", "fabrikam", "lan", "--from", "192.0.2.7"])
+        .refused("overlaps 192.0.2.0/24 of tenant 'contoso'");
+    signet
+        .run(&["connector", "add", "fabrikam", "all", "--from", "0.0.0.0/0"])
+        .refused("never an open relay");
+    let bad = signet.run(&[
+        "connector",
+        "add",
+        "fabrikam",
+        "x",
+        "--from",
+        "not-a-network",
+    ]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("is not a network"), "{}", bad.stderr);
+
+    let list = signet.run(&["connector", "list"]).ok().to_string();
+    assert!(
+        list.contains("office") && list.contains("192.0.2.0/24 2001:db8::/48"),
+        "{list}"
+    );
+    assert!(list.contains("login app@contoso.com"), "{list}");
+    let json = signet.run(&["connector", "list", "--format", "json"]);
+    let audit = signet.run(&["audit", "--format", "json"]);
+    let everything = format!("{list}{}{}", json.ok(), audit.ok());
+    assert!(
+        !everything.contains("battery") && !everything.contains("argon2"),
+        "no password or hash is ever shown"
+    );
+
+    signet
+        .run(&["tenant", "remove", "contoso"])
+        .refused("still has");
+    signet
+        .run(&["connector", "remove", "contoso", "office"])
+        .ok();
+    signet
+        .run(&["connector", "remove", "contoso", "office"])
+        .refused("no connector named 'office'");
+}

@@ -12,6 +12,7 @@
 //! service.set(&"contoso.com".parse()?, SetOptions { enabled: Some(true), ..Default::default() }).await?;
 //! ```
 
+mod connectors;
 mod lifecycle;
 mod scheduler;
 mod signing;
@@ -25,6 +26,7 @@ use signet_keys::{
 };
 use signet_store::{AuditEntry, Store, StoreError, Tx};
 
+pub use connectors::{NewConnector, describe as describe_connector};
 pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
 pub use scheduler::TickReport;
 pub use signet_signer::SigningPolicy;

@@ -71,6 +71,14 @@ impl<D: Dns, C: Clock> Service<D, C> {
                 custom.join(", ")
             )));
         }
+        let connectors = tx.connectors(Some(name)).await?;
+        if !connectors.is_empty() {
+            let names: Vec<&str> = connectors.iter().map(|c| c.name.as_str()).collect();
+            return Err(AppError::Refused(format!(
+                "tenant '{name}' still has connectors: {}; remove them first (signet connector remove {name} NAME)",
+                names.join(", ")
+            )));
+        }
         for domain in &domains {
             tx.delete_config(&domain.name).await?;
             tx.delete_domain(&domain.name).await?;

@@ -1,5 +1,7 @@
 //! Use-cases against a real SQLite store, with DNS and time faked.
 
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom, step by step
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -247,7 +249,6 @@ async fn enabling_without_cnames_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
-#[allow(clippy::too_many_lines)] // one scenario, day by day
 async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     let f = contoso().await;
     f.publish_cnames("contoso.com");
@@ -602,5 +603,143 @@ async fn messages_are_signed_as_the_spec_says() {
         err.to_string()
             .contains("fabrikam.com is not an accepted domain of any tenant"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connectors_map_clients_and_logins_to_one_tenant() {
+    let f = contoso().await;
+    let contoso: signet_keys::TenantName = "contoso".parse().unwrap();
+    let fabrikam: signet_keys::TenantName = "fabrikam".parse().unwrap();
+    f.service.add_tenant(&fabrikam).await.unwrap();
+    let nets =
+        |list: &[&str]| NewConnector::Networks(list.iter().map(|n| n.parse().unwrap()).collect());
+    f.service
+        .add_connector(&contoso, "office", nets(&["192.0.2.0/24"]))
+        .await
+        .unwrap();
+    let login = |user: &str, password: &str| NewConnector::Login {
+        username: user.into(),
+        password: zeroize::Zeroizing::new(password.into()),
+    };
+    f.service
+        .add_connector(
+            &contoso,
+            "app",
+            login("app@contoso.com", "correct horse battery"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        f.service
+            .tenant_for_client("192.0.2.9".parse().unwrap())
+            .await
+            .unwrap(),
+        Some(contoso.clone())
+    );
+    assert_eq!(
+        f.service
+            .tenant_for_client("198.51.100.1".parse().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.service
+            .authenticate("app@contoso.com", "correct horse battery")
+            .await
+            .unwrap(),
+        Some(contoso.clone())
+    );
+    assert_eq!(
+        f.service
+            .authenticate("app@contoso.com", "wrong horse battery")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.service
+            .authenticate("nobody", "correct horse battery")
+            .await
+            .unwrap(),
+        None
+    );
+
+    for (tenant, name, new, why) in [
+        (
+            &fabrikam,
+            "lan",
+            nets(&["192.0.2.128/25"]),
+            "overlaps 192.0.2.0/24 of tenant 'contoso'",
+        ),
+        (
+            &fabrikam,
+            "all",
+            nets(&["0.0.0.0/0"]),
+            "never an open relay",
+        ),
+        (
+            &fabrikam,
+            "app",
+            login("app@contoso.com", "another long password"),
+            "already taken",
+        ),
+        (
+            &fabrikam,
+            "short",
+            login("f@fabrikam.com", "short"),
+            "too short",
+        ),
+        (
+            &contoso,
+            "office",
+            nets(&["203.0.113.0/24"]),
+            "already has a connector named 'office'",
+        ),
+        (
+            &contoso,
+            "bad name",
+            nets(&["203.0.113.0/24"]),
+            "not a connector name",
+        ),
+    ] {
+        let err = f
+            .service
+            .add_connector(tenant, name, new)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{name}: {err}");
+    }
+    // The stored hash is argon2id, and the audit log never holds it.
+    let stored = f.service.connectors(Some(&contoso)).await.unwrap();
+    assert!(stored.iter().any(|c| matches!(&c.kind, signet_store::ConnectorKind::Login { password_hash, .. } if password_hash.starts_with("$argon2id$"))));
+    let audit = f.service.audit(None).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .all(|e| !e.detail.contains("argon2") && !e.detail.contains("battery"))
+    );
+
+    f.service
+        .remove_connector(&contoso, "office")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.service
+            .tenant_for_client("192.0.2.9".parse().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        f.service
+            .remove_connector(&contoso, "office")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no connector named")
     );
 }

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod material;
 pub mod name;
+pub mod network;
 pub mod record;
 pub mod rotation;
 pub mod spec;
@@ -27,6 +28,7 @@ pub use config::{
 };
 pub use material::{MasterKey, PrivateKey, PublicKey, Secret};
 pub use name::{DomainName, TenantName};
+pub use network::IpNetwork;
 pub use record::{DkimRecord, KeyType};
 pub use rotation::{
     KeyId, KeyState, MINIMUM_ROTATION_INTERVAL, RotationPolicy, RotationRefused, SlotKey, Slots,

@@ -17,8 +17,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use signet_keys::{
-    CnameCheck, DomainKind, DomainName, KeyId, PublicKey, SigningConfig, Slot, SlotKey, Slots,
-    TenantName, Timestamp,
+    CnameCheck, DomainKind, DomainName, IpNetwork, KeyId, PublicKey, SigningConfig, Slot, SlotKey,
+    Slots, TenantName, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, Sqlite, SqlitePool};
@@ -66,6 +66,27 @@ pub struct AuditEntry {
     pub action: String,
     pub domain: Option<String>,
     pub detail: String,
+}
+
+/// How clients of a tenant reach the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorKind {
+    /// Relay from these client networks.
+    Networks(Vec<IpNetwork>),
+    /// Submission with SMTP AUTH; the password is stored only as an argon2id hash.
+    Login {
+        username: String,
+        password_hash: String,
+    },
+}
+
+/// A named connector of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub tenant: TenantName,
+    pub name: String,
+    pub kind: ConnectorKind,
+    pub created: Timestamp,
 }
 
 /// A published key, as the key zone needs it.
@@ -354,6 +375,59 @@ impl Tx {
             .collect()
     }
 
+    // ---- connectors ----
+
+    pub async fn insert_connector(&mut self, connector: &Connector) -> Result<()> {
+        let (networks, username, hash) = match &connector.kind {
+            ConnectorKind::Networks(networks) => {
+                let text = networks
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (Some(text), None, None)
+            }
+            ConnectorKind::Login {
+                username,
+                password_hash,
+            } => (None, Some(username.as_str()), Some(password_hash.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO connectors (tenant, name, networks, username, password_hash, created)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(connector.tenant.as_str())
+        .bind(&connector.name)
+        .bind(networks)
+        .bind(username)
+        .bind(hash)
+        .bind(connector.created.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Connectors of one tenant or of all, ordered by tenant then name.
+    pub async fn connectors(&mut self, tenant: Option<&TenantName>) -> Result<Vec<Connector>> {
+        let rows = sqlx::query(
+            "SELECT tenant, name, networks, username, password_hash, created FROM connectors
+             WHERE $1 IS NULL OR tenant = $1 ORDER BY tenant, name",
+        )
+        .bind(tenant.map(TenantName::as_str))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(connector_from_row).collect()
+    }
+
+    pub async fn delete_connector(&mut self, tenant: &TenantName, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM connectors WHERE tenant = $1 AND name = $2")
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     // ---- zone serial and audit ----
 
     /// The key zone's SOA serial; moves on with every change to the published keys.
@@ -596,6 +670,34 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Tenant> {
     Ok(Tenant {
         name: parse(&r.get::<String, _>(0))?,
         created: Timestamp::from_unix(r.get(1)),
+    })
+}
+
+fn connector_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connector> {
+    let networks: Option<String> = r.get(2);
+    let username: Option<String> = r.get(3);
+    let kind = match (networks, username) {
+        (Some(networks), None) => ConnectorKind::Networks(
+            networks
+                .split_whitespace()
+                .map(parse)
+                .collect::<Result<Vec<IpNetwork>>>()?,
+        ),
+        (None, Some(username)) => ConnectorKind::Login {
+            username,
+            password_hash: r.get(4),
+        },
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a connector is neither networks nor login".into(),
+            ));
+        }
+    };
+    Ok(Connector {
+        tenant: parse(&r.get::<String, _>(0))?,
+        name: r.get(1),
+        kind,
+        created: Timestamp::from_unix(r.get(5)),
     })
 }
 

@@ -5,7 +5,8 @@ use sqlx::SqlitePool;
 use crate::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`. Append only.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('zone_serial', '1');
 
@@ -66,7 +67,21 @@ CREATE TABLE audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX audit_domain ON audit (domain);
-"];
+",
+    r"
+-- How clients reach the relay: from networks, or with a login (submission).
+CREATE TABLE connectors (
+    tenant        TEXT NOT NULL REFERENCES tenants (name),
+    name          TEXT NOT NULL,
+    networks      TEXT,            -- CIDRs separated by spaces
+    username      TEXT UNIQUE,
+    password_hash TEXT,            -- argon2id, PHC string
+    created       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name),
+    CHECK ((networks IS NULL) <> (username IS NULL))
+);
+",
+];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

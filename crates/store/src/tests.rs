@@ -265,3 +265,45 @@ async fn open_and_create_refuse_the_wrong_state() {
     ));
     Store::open(&path).await.unwrap();
 }
+
+#[tokio::test]
+async fn connectors_round_trip_and_usernames_are_unique() {
+    let (_dir, store) = fresh().await;
+    with_domain(&store, "contoso.com").await;
+    let tenant: TenantName = "contoso".parse().unwrap();
+    let relay = Connector {
+        tenant: tenant.clone(),
+        name: "office".into(),
+        kind: ConnectorKind::Networks(vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap(),
+        ]),
+        created: t(5),
+    };
+    let login = Connector {
+        tenant: tenant.clone(),
+        name: "app".into(),
+        kind: ConnectorKind::Login {
+            username: "app@contoso.com".into(),
+            password_hash: "$argon2id$x".into(),
+        },
+        created: t(6),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_connector(&relay).await.unwrap();
+    tx.insert_connector(&login).await.unwrap();
+    assert_eq!(
+        tx.connectors(Some(&tenant)).await.unwrap(),
+        vec![login.clone(), relay.clone()]
+    );
+    let twin = Connector {
+        name: "app2".into(),
+        ..login
+    };
+    assert!(
+        tx.insert_connector(&twin).await.is_err(),
+        "a username belongs to one connector"
+    );
+    assert!(tx.delete_connector(&tenant, "office").await.unwrap());
+    assert!(!tx.delete_connector(&tenant, "office").await.unwrap());
+}

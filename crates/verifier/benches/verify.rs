@@ -103,6 +103,15 @@ fn benchmarks(c: &mut Criterion) {
                 signet_verifier::AuthResult::Pass,
                 "{reports:#?}"
             );
+            if std::env::var_os("SIGNET_BENCH_BREAKDOWN").is_some() {
+                breakdown(
+                    c,
+                    &runtime,
+                    &records,
+                    &signed,
+                    &format!("{algorithm} {label}"),
+                );
+            }
             c.bench_function(&format!("signet verify_dkim {algorithm} {label}"), |b| {
                 b.iter(|| runtime.block_on(verifier.verify_dkim(black_box(&signed), None)));
             });
@@ -119,6 +128,57 @@ fn benchmarks(c: &mut Criterion) {
             );
         }
     }
+}
+
+/// Where the time goes: mail-auth alone (same loopback DNS, resolver cache on) and parsing.
+fn breakdown(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    records: &str,
+    signed: &[u8],
+    label: &str,
+) {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+    let mut table = RecordTable::default();
+    for line in records.lines() {
+        let (name, value) = line.split_once(' ').unwrap();
+        table.insert_txt(name, value);
+    }
+    let loopback = runtime
+        .block_on(signet_verifier::LoopbackDns::start(Arc::new(table)))
+        .unwrap();
+    let mut server = NameServerConfig::udp_and_tcp(loopback.address().ip());
+    for connection in &mut server.connections {
+        connection.port = loopback.address().port();
+    }
+    let authenticator = runtime
+        .block_on(async {
+            mail_auth::MessageAuthenticator::new(
+                ResolverConfig::from_name_servers(vec![server]),
+                ResolverOpts::default(),
+            )
+        })
+        .unwrap();
+    c.bench_function(&format!("parse only {label}"), |b| {
+        b.iter(|| mail_auth::AuthenticatedMessage::parse(black_box(signed)).is_some());
+    });
+    c.bench_function(&format!("mail-auth verify_dkim {label}"), |b| {
+        b.iter(|| {
+            let message = mail_auth::AuthenticatedMessage::parse(black_box(signed)).unwrap();
+            runtime.block_on(authenticator.verify_dkim(&message)).len()
+        });
+    });
+    c.bench_function(&format!("resolver cached TXT lookup {label}"), |b| {
+        b.iter(|| {
+            runtime
+                .block_on(
+                    authenticator
+                        .resolver()
+                        .txt_lookup("rsa._domainkey.example.com."),
+                )
+                .is_ok()
+        });
+    });
 }
 
 fn raw_signature(key: &PKey<Private>, data: &[u8]) -> Vec<u8> {

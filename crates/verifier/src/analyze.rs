@@ -211,7 +211,11 @@ fn explain_signature(value: &str, kind: &str) -> (String, Vec<Item>) {
         .map(|(key, value)| Item {
             key: key.clone(),
             value: value.clone(),
-            meaning: signature_tag_meaning(key, value),
+            meaning: if key == "i" && kind.starts_with("ARC") {
+                "ARC instance: which forwarding hop added this set (1 = the first)".into()
+            } else {
+                signature_tag_meaning(key, value)
+            },
         })
         .collect();
     (summary, items)

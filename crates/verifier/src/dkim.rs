@@ -29,12 +29,19 @@ pub(crate) async fn verify(
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case(b"From"))
         .count();
-    let body_length = canonical_body_lengths(message.raw_body());
+    // Only an l= signature needs the canonical body length; skip the pass otherwise.
+    let any_limit = message.dkim_signatures().iter().any(|h| h.header.l > 0);
+    let body_length = if any_limit {
+        canonical_body_lengths(message.raw_body())
+    } else {
+        (0, 0)
+    };
     for output in authenticator.verify_dkim(message).await {
         let Some(signature) = output.signature() else {
             continue; // Malformed headers, reported above from the raw text.
         };
-        let key = key_info(authenticator, signature).await;
+        let name = format!("{}._domainkey.{}.", signature.s, signature.d);
+        let key = key_info(authenticator, &name).await;
         let (mut result, mut reason) = classify(output.result(), signature);
         if explicit_time && expired_now_but_not_then(output.result(), signature, now) {
             (result, reason) = match as_of::verify(authenticator, message, signature).await {
@@ -148,6 +155,8 @@ impl Policy {
         if result != AuthResult::Pass {
             return None;
         }
+        // mail-auth 0.15 refuses l= signatures when parsing (see `malformed`); this stays so
+        // that a version accepting them still cannot vouch for an unsigned tail.
         if signature.l > 0 && signature.l < self.body_length {
             return Some((
                 AuthResult::Policy,
@@ -262,13 +271,23 @@ fn malformed(value: &[u8], error: &Error) -> DkimReport {
         }
         Error::MissingParameters => "malformed signature: a required tag is missing",
         Error::Base64 => "malformed signature: b= or bh= is not valid base64",
+        Error::Dkim(DkimError::BodyLengthTag) => {
+            "the signature has l= (a body length limit): content after the signed length could \
+             have been appended, so signet does not accept it"
+        }
         _ => "malformed signature: it could not be parsed",
+    };
+    // An l= signature is well-formed but unacceptable: policy, in RFC 8601's words.
+    let result = if matches!(error, Error::Dkim(DkimError::BodyLengthTag)) {
+        AuthResult::Policy
+    } else {
+        AuthResult::Neutral
     };
     DkimReport {
         domain: tag("d"),
         selector: tag("s"),
         algorithm: tag("a"),
-        result: AuthResult::Neutral,
+        result,
         reason: format!("{reason} ({error})"),
         key_type: None,
         key_bits: None,
@@ -280,7 +299,7 @@ fn malformed(value: &[u8], error: &Error) -> DkimReport {
             .map(str::to_string)
             .collect(),
         identity: None,
-        body_length_limit: None,
+        body_length_limit: tag("l").parse().ok(),
         signed_at: None,
         expires_at: None,
         signature_prefix: tag("b").chars().take(8).collect(),
@@ -294,13 +313,12 @@ struct KeyInfo {
 
 /// The published key's type and size, for the report and the RFC 8301 size rule. mail-auth
 /// keeps its parsed key private, so the record is read again (the resolver's cache answers).
-async fn key_info(authenticator: &MessageAuthenticator, signature: &Signature) -> KeyInfo {
-    let name = format!("{}._domainkey.{}.", signature.s, signature.d);
+async fn key_info(authenticator: &MessageAuthenticator, name: &str) -> KeyInfo {
     let mut info = KeyInfo {
         kind: None,
         bits: None,
     };
-    let Ok(lookup) = authenticator.resolver().txt_lookup(name).await else {
+    let Ok(lookup) = authenticator.resolver().txt_lookup(name.to_string()).await else {
         return info;
     };
     for record in lookup.answers() {
@@ -338,12 +356,59 @@ async fn key_info(authenticator: &MessageAuthenticator, signature: &Signature) -
 
 fn rsa_bits(base64: &str) -> Option<u32> {
     let der = openssl::base64::decode_block(base64).ok()?;
-    if let Ok(key) = openssl::pkey::PKey::public_key_from_der(&der) {
-        return key.rsa().ok().map(|rsa| rsa.n().num_bits().unsigned_abs());
+    modulus_bits(&der)
+}
+
+/// The RSA modulus size from a SubjectPublicKeyInfo or a bare RSAPublicKey (PKCS#1), read
+/// with a few lines of DER rather than OpenSSL 3's decoders, which cost ~100 µs per call and
+/// would dominate a verification.
+fn modulus_bits(der: &[u8]) -> Option<u32> {
+    let (tag, body, _) = der_element(der)?;
+    if tag != 0x30 {
+        return None;
     }
-    openssl::rsa::Rsa::public_key_from_der_pkcs1(&der)
-        .ok()
-        .map(|rsa| rsa.n().num_bits().unsigned_abs())
+    let (first_tag, first, rest) = der_element(body)?;
+    let modulus = match first_tag {
+        0x02 => first, // RSAPublicKey: SEQUENCE { modulus INTEGER, exponent INTEGER }
+        0x30 => {
+            // SubjectPublicKeyInfo: SEQUENCE { algorithm, subjectPublicKey BIT STRING }
+            let (bits_tag, bits, _) = der_element(rest)?;
+            if bits_tag != 0x03 || bits.first() != Some(&0) {
+                return None;
+            }
+            let (_, inner, _) = der_element(&bits[1..])?;
+            let (integer_tag, modulus, _) = der_element(inner)?;
+            if integer_tag != 0x02 {
+                return None;
+            }
+            modulus
+        }
+        _ => return None,
+    };
+    let significant = modulus.iter().position(|&b| b != 0)?;
+    let leading = modulus[significant].leading_zeros();
+    u32::try_from((modulus.len() - significant) * 8)
+        .ok()?
+        .checked_sub(leading)
+}
+
+/// One DER element: (tag, contents, the bytes after it).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let length = rest[..count]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (length, &rest[count..])
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
 /// Lengths of the body after simple and relaxed canonicalization (RFC 6376 section 3.4), to
@@ -413,6 +478,19 @@ fn canonicalization_name(canonicalization: Canonicalization) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modulus_sizes_are_read_from_both_key_encodings() {
+        for bits in [512, 1024, 2048, 4096] {
+            let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
+            let spki = rsa.public_key_to_der().unwrap();
+            let pkcs1 = rsa.public_key_to_der_pkcs1().unwrap();
+            assert_eq!(modulus_bits(&spki), Some(bits), "SPKI {bits}");
+            assert_eq!(modulus_bits(&pkcs1), Some(bits), "PKCS#1 {bits}");
+        }
+        assert_eq!(modulus_bits(b"\x30\x03\x02\x01"), None);
+        assert_eq!(modulus_bits(b""), None);
+    }
 
     #[test]
     fn body_lengths_follow_both_canonicalizations() {

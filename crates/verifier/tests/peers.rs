@@ -324,3 +324,60 @@ fn peer_wrappers_exist() {
         assert!(Path::new(&peers().join(script)).exists(), "{script}");
     }
 }
+
+/// `l=`: dkimpy signs with a body length; content appended after it still passes in dkimpy
+/// (as RFC 6376 allows) but never in signet, which reports `policy` for any `l=` signature
+/// (mail-auth 0.15 refuses them at parse time; signet names the reason).
+#[tokio::test]
+async fn appended_content_under_l_never_passes() {
+    let keys = keys();
+    let verifier = offline(keys.records.clone()).await;
+    let script = "import dkim, sys\n\
+        message = open(sys.argv[1], 'rb').read()\n\
+        key = open(sys.argv[2], 'rb').read()\n\
+        header = dkim.sign(message, b'sel1', b'example.com', key, length=True,\n\
+                           canonicalize=(b'relaxed', b'relaxed'))\n\
+        sys.stdout.buffer.write(header + message)\n";
+    let (ok, signed) = run(
+        "python3",
+        &[
+            "-c",
+            script,
+            keys.path("plain.eml").to_str().unwrap(),
+            keys.path("rsa.pem").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok && signed.contains(" l="), "{signed}");
+    let signed = to_crlf(signed.as_bytes()).into_owned();
+    let report = verifier.verify(&signed, &Envelope::default(), None).await;
+    assert_eq!(
+        report.dkim[0].result,
+        AuthResult::Policy,
+        "{:#?}",
+        report.dkim
+    );
+    assert!(report.dkim[0].body_length_limit.is_some());
+    assert_eq!(report.dkim[0].domain, "example.com");
+
+    let mut appended = signed.clone();
+    appended.extend_from_slice(b"\r\nP.S. Wire the money to account 1234.\r\n");
+    let (dkimpy_passed, _) = peer_verdict("dkimpy", &keys, &appended);
+    assert!(
+        dkimpy_passed,
+        "dkimpy honours l= and passes appended content"
+    );
+    let report = verifier.verify(&appended, &Envelope::default(), None).await;
+    assert_eq!(
+        report.dkim[0].result,
+        AuthResult::Policy,
+        "{:#?}",
+        report.dkim
+    );
+    assert!(
+        report.dkim[0].reason.contains("l="),
+        "{}",
+        report.dkim[0].reason
+    );
+    assert!(report.authentication_results.contains("dkim=policy"));
+}

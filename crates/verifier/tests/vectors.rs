@@ -380,3 +380,30 @@ fn rfc8463_signatures_are_reproduced_byte_for_byte() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unsigned_message_reports_none_everywhere() {
+    let verifier = offline(RecordTable::default()).await;
+    let report = verifier
+        .verify(
+            b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n",
+            &Envelope::default(),
+            None,
+        )
+        .await;
+    assert!(report.dkim.is_empty());
+    assert_eq!(report.spf.result, AuthResult::None);
+    assert_eq!(report.dmarc.result, AuthResult::None);
+    assert_eq!(report.arc.result, AuthResult::None);
+    assert_eq!(report.verdict, signet_verifier::Verdict::Fail);
+    let header = &report.authentication_results;
+    for part in [
+        "dkim=none",
+        "spf=none",
+        "dmarc=none",
+        "arc=none",
+        "header.from=example.org",
+    ] {
+        assert!(header.contains(part), "{header}");
+    }
+}

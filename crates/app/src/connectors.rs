@@ -1,0 +1,218 @@
+//! Connectors: how a tenant's servers reach the relay — from client networks, or with a login.
+//! Passwords are kept only as argon2id hashes; no command ever prints one.
+
+use std::net::IpAddr;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde_json::json;
+use signet_keys::{IpNetwork, TenantName};
+use signet_store::{Connector, ConnectorKind};
+
+use crate::{AppError, Clock, Dns, Result, Service};
+
+/// What `signet connector add` asks for.
+#[derive(Debug, Clone)]
+pub enum NewConnector {
+    Networks(Vec<IpNetwork>),
+    Login {
+        username: String,
+        password: zeroize::Zeroizing<String>,
+    },
+}
+
+/// The shortest password accepted for a submission login.
+const MINIMUM_PASSWORD: usize = 12;
+
+impl<D: Dns, C: Clock> Service<D, C> {
+    /// Adds a connector. Networks may not be "everyone" nor overlap another tenant's networks
+    /// (a client must map to one tenant); usernames are unique across tenants.
+    pub async fn add_connector(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        new: NewConnector,
+    ) -> Result<Connector> {
+        check_name(name)?;
+        let kind = match new {
+            NewConnector::Networks(networks) => {
+                if networks.is_empty() {
+                    return Err(AppError::Refused(
+                        "give at least one network with --from".into(),
+                    ));
+                }
+                if let Some(everyone) = networks.iter().find(|n| n.prefix() == 0) {
+                    return Err(AppError::Refused(format!(
+                        "{everyone} would let anyone relay: signet is never an open relay"
+                    )));
+                }
+                ConnectorKind::Networks(networks)
+            }
+            NewConnector::Login { username, password } => {
+                if username.is_empty()
+                    || username
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(AppError::Refused(format!(
+                        "'{username}' is not a usable login name"
+                    )));
+                }
+                if password.chars().count() < MINIMUM_PASSWORD {
+                    return Err(AppError::Refused(format!(
+                        "the password is too short: use at least {MINIMUM_PASSWORD} characters"
+                    )));
+                }
+                let salt = SaltString::generate(&mut OsRng);
+                let password_hash = Argon2::default()
+                    .hash_password(password.as_bytes(), &salt)
+                    .map_err(|e| AppError::Refused(format!("cannot hash the password: {e}")))?
+                    .to_string();
+                ConnectorKind::Login {
+                    username,
+                    password_hash,
+                }
+            }
+        };
+        let connector = Connector {
+            tenant: tenant.clone(),
+            name: name.to_string(),
+            kind,
+            created: self.clock.now(),
+        };
+        let mut tx = self.store.begin().await?;
+        if tx.tenant(tenant).await?.is_none() {
+            return Err(AppError::NotFound(format!(
+                "tenant '{tenant}' does not exist"
+            )));
+        }
+        for existing in tx.connectors(None).await? {
+            if existing.tenant == *tenant && existing.name == name {
+                return Err(AppError::Refused(format!(
+                    "tenant '{tenant}' already has a connector named '{name}'"
+                )));
+            }
+            clash(&existing, &connector)?;
+        }
+        tx.insert_connector(&connector).await?;
+        self.record(
+            &mut tx,
+            "connector.add",
+            None,
+            json!({ "tenant": tenant.as_str(), "connector": describe(&connector) }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(connector)
+    }
+
+    pub async fn connectors(&self, tenant: Option<&TenantName>) -> Result<Vec<Connector>> {
+        Ok(self.store.begin().await?.connectors(tenant).await?)
+    }
+
+    pub async fn remove_connector(&self, tenant: &TenantName, name: &str) -> Result<()> {
+        let mut tx = self.store.begin().await?;
+        if !tx.delete_connector(tenant, name).await? {
+            return Err(AppError::NotFound(format!(
+                "tenant '{tenant}' has no connector named '{name}'"
+            )));
+        }
+        self.record(
+            &mut tx,
+            "connector.remove",
+            None,
+            json!({ "tenant": tenant.as_str(), "name": name }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant whose relay connector covers `client`, if any.
+    pub async fn tenant_for_client(&self, client: IpAddr) -> Result<Option<TenantName>> {
+        let connectors = self.connectors(None).await?;
+        Ok(connectors.into_iter().find_map(|c| match &c.kind {
+            ConnectorKind::Networks(networks) if networks.iter().any(|n| n.contains(client)) => {
+                Some(c.tenant)
+            }
+            _ => None,
+        }))
+    }
+
+    /// The tenant of a submission login, if the password is right. Every failure looks the same.
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<TenantName>> {
+        let connectors = self.connectors(None).await?;
+        let found = connectors.into_iter().find_map(|c| match c.kind {
+            ConnectorKind::Login {
+                username: u,
+                password_hash,
+            } if u == username => Some((c.tenant, password_hash)),
+            _ => None,
+        });
+        let Some((tenant, hash)) = found else {
+            return Ok(None);
+        };
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| AppError::Refused(format!("stored password hash is unreadable: {e}")))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            .then_some(tenant))
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::Refused(format!(
+            "'{name}' is not a connector name: use letters, digits, '-', '_', '.'"
+        )))
+    }
+}
+
+/// Refuses a connector that would make a client or a login ambiguous.
+fn clash(existing: &Connector, new: &Connector) -> Result<()> {
+    match (&existing.kind, &new.kind) {
+        (ConnectorKind::Networks(old), ConnectorKind::Networks(wanted))
+            if existing.tenant != new.tenant =>
+        {
+            for a in wanted {
+                if let Some(b) = old.iter().find(|b| a.overlaps(**b)) {
+                    return Err(AppError::Refused(format!(
+                        "{a} overlaps {b} of tenant '{}' (connector '{}'): a client must belong to one tenant",
+                        existing.tenant, existing.name
+                    )));
+                }
+            }
+            Ok(())
+        }
+        (
+            ConnectorKind::Login { username: old, .. },
+            ConnectorKind::Login {
+                username: wanted, ..
+            },
+        ) if old == wanted => Err(AppError::Refused(format!(
+            "the login '{wanted}' is already taken"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A connector for the audit log and listings: never the password hash.
+pub fn describe(connector: &Connector) -> serde_json::Value {
+    match &connector.kind {
+        ConnectorKind::Networks(networks) => {
+            json!({ "name": connector.name, "kind": "relay", "networks": networks.iter().map(ToString::to_string).collect::<Vec<_>>() })
+        }
+        ConnectorKind::Login { username, .. } => {
+            json!({ "name": connector.name, "kind": "submission", "login": username })
+        }
+    }
+}
