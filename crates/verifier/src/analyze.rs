@@ -466,6 +466,13 @@ fn tokenize(text: &str) -> Option<Vec<Token>> {
                     word.push(c);
                     chars.next();
                 }
+                if word.is_empty() {
+                    // A stray ')' stops no word: take it as punctuation, or the loop never ends
+                    // (found by fuzzing).
+                    chars.next();
+                    tokens.push(Token::Punct(c));
+                    continue;
+                }
                 tokens.push(Token::Word(word));
             }
         }
@@ -601,6 +608,14 @@ fn parse_method(group: &[Token]) -> Option<MethodResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stray_closing_parenthesis_ends_tokenizing() {
+        // Found by fuzzing (fuzz/fuzz_targets/verifier_analyze.rs): this looped forever.
+        assert!(tokenize("mx.example; dkim=pass ) x").is_some());
+        let message = b"Authentication-Results: mx.example; dkim=pass)\r\n\r\nbody\r\n";
+        let _ = analyze(message).render();
+    }
 
     #[test]
     fn auth_results_parse_with_comments_and_properties() {
