@@ -72,6 +72,8 @@ struct RawSmtp {
     relay_listen: Option<String>,
     submission_listen: Option<String>,
     smart_host: Option<String>,
+    hostname: Option<String>,
+    queue_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +93,19 @@ pub struct Config {
     pub rotation: RotationPolicy,
     pub check_interval: Span,
     pub rotation_interval: Option<Span>,
+    pub smtp: SmtpSettings,
+}
+
+/// The signing gateway.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub relay_listen: SocketAddr,
+    /// Where accepted mail goes (`host:port`); without it no relay is started.
+    pub smart_host: Option<String>,
+    /// This host's name in EHLO, `Received:` and DSNs.
+    pub hostname: String,
+    /// How long a message may wait in the queue before it bounces.
+    pub queue_lifetime: Span,
 }
 
 #[derive(Debug, Clone)]
@@ -150,12 +165,34 @@ impl Config {
             }
             None => None,
         };
-        let _ = (
-            raw.smtp.relay_listen,
-            raw.smtp.submission_listen,
-            raw.smtp.smart_host,
-            raw.http.listen,
-        );
+        let _ = (raw.smtp.submission_listen, raw.http.listen);
+        let smart_host = match raw.smtp.smart_host {
+            Some(host)
+                if host.rsplit_once(':').is_some_and(|(name, port)| {
+                    !name.is_empty() && port.parse::<u16>().is_ok()
+                }) =>
+            {
+                Some(host)
+            }
+            Some(host) => {
+                bail!("[smtp] smart_host: '{host}' is not host:port, e.g. mail.example.net:25")
+            }
+            None => None,
+        };
+        let smtp = SmtpSettings {
+            relay_listen: address(
+                raw.smtp.relay_listen.as_deref().unwrap_or("127.0.0.1:2525"),
+                25,
+                "[smtp] relay_listen",
+            )?,
+            smart_host,
+            hostname: raw.smtp.hostname.unwrap_or_else(system_hostname),
+            queue_lifetime: span(
+                raw.smtp.queue_lifetime,
+                Span::days(5),
+                "[smtp] queue_lifetime",
+            )?,
+        };
         Ok(Config {
             data_dir: data_dir.to_path_buf(),
             master_key_file: data_dir.join(
@@ -188,6 +225,7 @@ impl Config {
                 "[rotation] check_interval",
             )?,
             rotation_interval,
+            smtp,
         })
     }
 
@@ -216,6 +254,15 @@ impl Config {
         MasterKey::from_text(&text)
             .with_context(|| format!("the master key {} is malformed", path.display()))
     }
+}
+
+/// The machine's host name, for EHLO and `Received:` when `[smtp] hostname` is not set.
+fn system_hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn address(text: &str, default_port: u16, what: &str) -> Result<SocketAddr> {
@@ -299,10 +346,12 @@ retention = "7d"       # how long a replaced key stays published
 check_interval = "1h"  # how often CNAMEs are re-checked
 # interval = "90d"     # automatic rotation, off unless set (minimum 5d)
 
-[smtp]
+[smtp]       # the signing relay runs when smart_host is set
 relay_listen = "127.0.0.1:2525"
 submission_listen = "127.0.0.1:2587"
-# smart_host = "mail.example.net:25"
+# smart_host = "mail.example.net:25"   # where signed mail goes (delivery to MX: not yet)
+# hostname = "signet.example.net"      # EHLO, Received:, DSNs; default: this machine's name
+queue_lifetime = "5d"                  # then undeliverable mail bounces to its sender
 
 [http]
 listen = "127.0.0.1:8080"

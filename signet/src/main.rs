@@ -3,6 +3,7 @@
 
 mod analyze_cmd;
 mod config;
+mod gateway;
 mod output;
 mod resolver;
 mod serve;
@@ -67,6 +68,9 @@ enum Command {
     /// How a tenant's servers reach the relay: client networks, or a login for submission.
     #[command(subcommand)]
     Connector(ConnectorCommand),
+    /// The relay's queue: messages accepted and not yet delivered.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// The audit log of every change.
     Audit {
         #[arg(long)]
@@ -103,6 +107,9 @@ struct ServeArgs {
     /// Where the key zone's DNS server listens (UDP and TCP); overrides [dns] listen.
     #[arg(long, value_name = "ADDR:PORT")]
     dns_listen: Option<std::net::SocketAddr>,
+    /// Where the signing relay listens; overrides [smtp] relay_listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    relay_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +155,20 @@ enum DomainCommand {
     },
     /// Remove an accepted domain with its signing config and keys.
     Remove { domain: DomainName },
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCommand {
+    List {
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Print a queued message's envelope and headers.
+    Show { id: String },
+    /// Make every queued message due now (a running `signet serve` tries within a second).
+    Flush,
+    /// Remove a message from the queue without delivering it.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +351,10 @@ async fn run(cli: Cli) -> Result<()> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Init(args) => init(&data_dir, &args).await,
+        Command::Queue(command) => {
+            Config::load(&data_dir)?;
+            queue(&data_dir, command)
+        }
         Command::Serve(args) => {
             if !data_dir.join(config::CONFIG_FILE).exists() {
                 let key_zone: DomainName = DEMO_KEY_ZONE.parse()?;
@@ -349,6 +374,9 @@ async fn run(cli: Cli) -> Result<()> {
             let (mut config, service) = open(&data_dir).await?;
             if let Some(listen) = args.dns_listen {
                 config.dns.listen = listen;
+            }
+            if let Some(listen) = args.relay_listen {
+                config.smtp.relay_listen = listen;
             }
             serve::serve(config, service).await
         }
@@ -417,7 +445,7 @@ async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
 
 async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result<()> {
     match command {
-        Command::Init(_) | Command::Verify(_) | Command::Analyze(_) => {
+        Command::Init(_) | Command::Verify(_) | Command::Analyze(_) | Command::Queue(_) => {
             unreachable!("handled before opening the installation")
         }
         Command::Tenant(command) => tenant(command, service).await,
@@ -630,6 +658,83 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
     Ok(())
 }
 
+fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
+    use signet_smtp::spool::{QueueId, Spool};
+    let spool = Spool::open(data_dir.join("spool")).context("cannot open the queue")?;
+    let parse = |id: &str| {
+        id.parse::<QueueId>()
+            .map_err(|_| anyhow::anyhow!("'{id}' is not a queue id"))
+    };
+    let when = |t: std::time::SystemTime| {
+        let seconds = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        signet_keys::Timestamp::from_unix(seconds).rfc3339()
+    };
+    match command {
+        QueueCommand::List { format } => {
+            let mut rows = Vec::new();
+            for id in spool.list()? {
+                let Ok(e) = spool.envelope(id) else { continue };
+                let sender = if e.sender.is_empty() {
+                    "<>".to_string()
+                } else {
+                    e.sender.clone()
+                };
+                rows.push(vec![
+                    id.to_string(),
+                    e.tenant.clone(),
+                    sender,
+                    e.recipients.join(" "),
+                    e.attempts.to_string(),
+                    when(e.next_attempt),
+                ]);
+            }
+            print_rows(
+                &["Id", "Tenant", "From", "To", "Attempts", "NextAttempt"],
+                &["id", "tenant", "from", "to", "attempts", "next_attempt"],
+                &rows,
+                format,
+            );
+        }
+        QueueCommand::Show { id } => {
+            let (e, message) = spool.load(parse(&id)?)?;
+            println!(
+                "Id          : {id}\nTenant      : {}\nFrom        : <{}>\nTo          : {}\nReceived    : {}\nAttempts    : {}\nNextAttempt : {}\n",
+                e.tenant,
+                e.sender,
+                e.recipients.join(", "),
+                when(e.received_at),
+                e.attempts,
+                when(e.next_attempt)
+            );
+            let end = message
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(message.len(), |p| p + 2);
+            print!("{}", String::from_utf8_lossy(&message[..end]));
+        }
+        QueueCommand::Flush => {
+            let now = std::time::SystemTime::now();
+            let mut count = 0;
+            for id in spool.list()? {
+                let Ok(mut e) = spool.envelope(id) else {
+                    continue;
+                };
+                e.next_attempt = now;
+                spool.update(id, &e)?;
+                count += 1;
+            }
+            println!("{count} message(s) due now.");
+        }
+        QueueCommand::Delete { id } => {
+            spool.remove(parse(&id)?)?;
+            println!("{id} deleted from the queue; it will not be delivered.");
+        }
+    }
+    Ok(())
+}
+
 async fn connector(command: ConnectorCommand, service: &Signet) -> Result<()> {
     match command {
         ConnectorCommand::Add {
@@ -765,7 +870,7 @@ async fn sign(service: &Signet, path: &Path, recipients: &[String]) -> Result<()
         })
         .collect::<Result<Vec<_>>>()?;
     match service
-        .sign_message(&message, &domains, &SigningPolicy::default())
+        .sign_message(&message, &domains, &SigningPolicy::default(), None)
         .await?
     {
         SignOutcome::Signed { header, .. } => {

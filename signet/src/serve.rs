@@ -31,6 +31,7 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         .with_context(|| format!("cannot start the DNS server on {}", config.dns.listen))?;
     info!(listen = %config.dns.listen, zone = %config.key_zone.name(), "dns: serving the key zone over UDP and TCP");
 
+    let gateway = crate::gateway::spawn(&config, Arc::clone(&service), stop.clone()).await?;
     let refresher = tokio::spawn(refresh_zone(
         config.clone(),
         Arc::clone(&service),
@@ -47,6 +48,9 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
     info!("stopping");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(refresher, scheduler);
+    for task in gateway {
+        let _ = task.await;
+    }
     dns.await.context("the DNS server task failed")??;
     service.store().close().await;
     info!("stopped");

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use signet_keys::{DomainKind, DomainName};
+use signet_keys::{DomainKind, DomainName, TenantName};
 use signet_signer::{Decision, SigningPolicy, TenantView, author_domain, decide, sign};
 
 use crate::{AppError, Clock, Dns, Result, Service};
@@ -23,15 +23,27 @@ pub enum SignOutcome {
 
 impl<D: Dns, C: Clock> Service<D, C> {
     /// Signs `message` for delivery to `recipients` (their domains), as the relay will.
-    /// A message whose author domain no tenant accepted is refused (`AppError::Refused`).
+    /// `tenant` is the sending client's tenant (from its connector); the author domain must be
+    /// one of its accepted domains, so no tenant ever signs with another's key. Without a
+    /// tenant (`signet sign`), the author domain's tenant is used. A message whose author
+    /// domain is not accepted is refused (`AppError::Refused`).
     pub async fn sign_message(
         &self,
         message: &[u8],
         recipients: &[DomainName],
         policy: &SigningPolicy,
+        tenant: Option<&TenantName>,
     ) -> Result<SignOutcome> {
         let author = author_domain(message).map_err(|e| AppError::Refused(e.to_string()))?;
         let view = self.tenant_view(&author).await?;
+        let view = match (view, tenant) {
+            (Some(view), Some(client)) if view.tenant != *client => {
+                return Err(AppError::Refused(format!(
+                    "{author} is not an accepted domain of tenant '{client}'"
+                )));
+            }
+            (view, _) => view,
+        };
         let plan = match view {
             None => {
                 let reason = format!("{author} is not an accepted domain of any tenant");

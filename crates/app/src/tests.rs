@@ -546,7 +546,7 @@ async fn messages_are_signed_as_the_spec_says() {
         header,
     } = f
         .service
-        .sign_message(message, &outside, &policy)
+        .sign_message(message, &outside, &policy, None)
         .await
         .unwrap()
     else {
@@ -576,7 +576,7 @@ async fn messages_are_signed_as_the_spec_says() {
         domain, selector, ..
     } = f
         .service
-        .sign_message(message, &outside, &policy)
+        .sign_message(message, &outside, &policy, None)
         .await
         .unwrap()
     else {
@@ -589,19 +589,32 @@ async fn messages_are_signed_as_the_spec_says() {
     // Internal mail is not signed; unknown authors are refused.
     let internal = f
         .service
-        .sign_message(message, &[d("contoso.com")], &policy)
+        .sign_message(message, &[d("contoso.com")], &policy, None)
         .await
         .unwrap();
     assert!(matches!(internal, SignOutcome::Unsigned(_)));
     let stranger = b"From: eve@fabrikam.com\r\n\r\nx\r\n";
     let err = f
         .service
-        .sign_message(stranger, &outside, &policy)
+        .sign_message(stranger, &outside, &policy, None)
         .await
         .unwrap_err();
     assert!(
         err.to_string()
             .contains("fabrikam.com is not an accepted domain of any tenant"),
+        "{err}"
+    );
+    // A client of another tenant cannot sign as contoso.
+    let other: signet_keys::TenantName = "fabrikam".parse().unwrap();
+    f.service.add_tenant(&other).await.unwrap();
+    let err = f
+        .service
+        .sign_message(message, &outside, &policy, Some(&other))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not an accepted domain of tenant 'fabrikam'"),
         "{err}"
     );
 }

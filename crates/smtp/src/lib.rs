@@ -25,7 +25,9 @@
 //! assert_eq!(replies, [220, 250, 250]);
 //! ```
 
+pub mod client;
 pub mod data;
+pub mod delivery;
 mod error;
 pub mod listener;
 mod reply;

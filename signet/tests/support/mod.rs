@@ -352,11 +352,17 @@ pub struct Server {
 impl Signet {
     /// Starts `signet serve` with its DNS server on `dns_port` and waits until it answers.
     pub fn serve(&self, dns_port: u16, zone: &str) -> Server {
+        self.serve_with(dns_port, zone, &[])
+    }
+
+    /// As [`Signet::serve`], with more `serve` arguments.
+    pub fn serve_with(&self, dns_port: u16, zone: &str, extra: &[&str]) -> Server {
         let log = self.dir.path().join(format!("serve-{dns_port}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_signet"))
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["serve", "--dns-listen", &format!("127.0.0.1:{dns_port}")])
+            .args(extra)
             .env_remove("SIGNET_MASTER_KEY")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

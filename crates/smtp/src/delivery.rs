@@ -1,0 +1,242 @@
+//! The delivery worker: takes spooled messages to the next hop, retries with back-off, and
+//! tells senders (RFC 3464 DSN) about recipients that failed or expired. A message leaves the
+//! spool only when every recipient is delivered or reported, and a DSN is spooled before the
+//! message it reports on is removed, so nothing acknowledged is lost on the way.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::client::{RecipientOutcome, send};
+use crate::spool::{Envelope, QueueId, Spool};
+
+/// Where and how to deliver.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// The smart host, `host:port`.
+    pub next_hop: String,
+    /// The name this host gives in EHLO and in DSNs.
+    pub hostname: String,
+    /// How long a message may wait before its deferred recipients are reported as failed.
+    pub queue_lifetime: Duration,
+    /// Per-step timeout of a transaction.
+    pub timeout: Duration,
+}
+
+/// Back-off between attempts: 1, 5, 15, 30 minutes, then hourly.
+pub fn retry_delay(attempts: u32) -> Duration {
+    let minutes = match attempts {
+        0 | 1 => 1,
+        2 => 5,
+        3 => 15,
+        4 => 30,
+        _ => 60,
+    };
+    Duration::from_secs(60 * minutes)
+}
+
+/// Delivers until `stop` turns true. `wake` is notified when a new message is spooled.
+pub async fn run(
+    spool: Arc<Spool>,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let due = {
+            let spool = Arc::clone(&spool);
+            tokio::task::spawn_blocking(move || due_messages(&spool))
+                .await
+                .unwrap_or_default()
+        };
+        for id in due {
+            if *stop.borrow() {
+                return;
+            }
+            attempt(&spool, id, &config).await;
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn due_messages(spool: &Spool) -> Vec<QueueId> {
+    let now = SystemTime::now();
+    spool
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| spool.envelope(*id).is_ok_and(|e| e.next_attempt <= now))
+        .collect()
+}
+
+/// One attempt for one message.
+pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
+    let loaded = {
+        let spool = Arc::clone(spool);
+        tokio::task::spawn_blocking(move || spool.load(id)).await
+    };
+    let Ok(Ok((mut envelope, message))) = loaded else {
+        warn!(%id, "delivery: cannot read the spooled message");
+        return;
+    };
+    let outcomes = send(
+        &config.next_hop,
+        &config.hostname,
+        &envelope.sender,
+        &envelope.recipients,
+        &message,
+        envelope.eight_bit_mime,
+        config.timeout,
+    )
+    .await;
+    let now = SystemTime::now();
+    let expired =
+        now.duration_since(envelope.received_at).unwrap_or_default() > config.queue_lifetime;
+    let mut deferred = Vec::new();
+    let mut failed = Vec::new();
+    for (recipient, outcome) in outcomes {
+        match outcome {
+            RecipientOutcome::Delivered => {
+                info!(%id, %recipient, next_hop = %config.next_hop, "delivered");
+            }
+            RecipientOutcome::Deferred(why) if expired => failed.push(Failed {
+                recipient,
+                reason: format!("gave up after {} attempts: {why}", envelope.attempts + 1),
+                permanent: false,
+            }),
+            RecipientOutcome::Deferred(why) => {
+                info!(%id, %recipient, "deferred: {why}");
+                deferred.push(recipient);
+            }
+            RecipientOutcome::Failed(reason) => failed.push(Failed {
+                recipient,
+                reason,
+                permanent: true,
+            }),
+        }
+    }
+    let spool_for_blocking = Arc::clone(spool);
+    let config = config.clone();
+    let result = tokio::task::spawn_blocking(move || -> Result<(), crate::Error> {
+        let spool = spool_for_blocking;
+        if !failed.is_empty() {
+            for f in &failed {
+                warn!(%id, recipient = %f.recipient, "failed: {}", f.reason);
+            }
+            if envelope.sender.is_empty() {
+                warn!(%id, "a bounce could not be delivered; it is dropped, as bounces are never bounced");
+            } else {
+                let report = dsn(&envelope, &message, &failed, &config.hostname, now);
+                let bounce = Envelope {
+                    sender: String::new(),
+                    recipients: vec![envelope.sender.clone()],
+                    tenant: envelope.tenant.clone(),
+                    received_at: now,
+                    attempts: 0,
+                    next_attempt: now,
+                    eight_bit_mime: false,
+                    smtputf8: false,
+                };
+                let bounce_id = spool.store(&bounce, &report)?;
+                info!(%id, %bounce_id, "DSN queued for {}", envelope.sender);
+            }
+        }
+        if deferred.is_empty() {
+            spool.remove(id)
+        } else {
+            envelope.attempts += 1;
+            envelope.next_attempt = now + retry_delay(envelope.attempts);
+            envelope.recipients = deferred;
+            spool.update(id, &envelope)
+        }
+    })
+    .await;
+    if !matches!(result, Ok(Ok(()))) {
+        warn!(%id, "delivery: cannot update the spool; the message stays queued as it was");
+    }
+}
+
+/// A recipient given up on, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub recipient: String,
+    pub reason: String,
+    /// The next hop refused it (5xx); otherwise it expired in the queue.
+    pub permanent: bool,
+}
+
+/// An RFC 3464 delivery status notification for `failed` recipients of `envelope`.
+pub fn dsn(
+    envelope: &Envelope,
+    message: &[u8],
+    failed: &[Failed],
+    reporting_mta: &str,
+    now: SystemTime,
+) -> Vec<u8> {
+    let boundary = format!(
+        "signet-dsn-{}",
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let headers_end = find_header_end(message);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\r\n"
+    );
+    let _ = write!(out, "To: <{}>\r\n", envelope.sender);
+    out.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    out.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
+    let _ = write!(
+        out,
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n"
+    );
+    let _ = write!(
+        out,
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    );
+    let _ = write!(
+        out,
+        "This is the mail system at {reporting_mta}.\r\n\r\nYour message could not be delivered to:\r\n\r\n"
+    );
+    for f in failed {
+        let _ = write!(out, "<{}>: {}\r\n", f.recipient, f.reason);
+    }
+    let _ = write!(
+        out,
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+    );
+    let _ = write!(out, "Reporting-MTA: dns; {reporting_mta}\r\n");
+    for f in failed {
+        // 5.0.0: refused by the next hop; 4.4.7: delivery time expired (RFC 3463).
+        let status = if f.permanent { "5.0.0" } else { "4.4.7" };
+        let diagnostic = f.reason.replace(['\r', '\n'], " ");
+        let _ = write!(
+            out,
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n",
+            f.recipient
+        );
+    }
+    let _ = write!(
+        out,
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    );
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&message[..headers_end]);
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    bytes
+}
+
+fn find_header_end(message: &[u8]) -> usize {
+    message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2)
+}

@@ -1,0 +1,177 @@
+//! The delivery worker against a scripted next hop on loopback: delivered messages leave the
+//! spool, deferred ones are retried later, failed ones produce a DSN to the sender.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use signet_smtp::delivery::{DeliveryConfig, attempt, retry_delay};
+use signet_smtp::spool::{Envelope, Spool};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// A next hop that answers RCPT by the recipient's local part: `defer*` 451, `bad*` 550,
+/// anything else 250; it records the messages it accepts.
+async fn next_hop() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::clone(&received);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let reply: &[u8] = match line.to_ascii_uppercase() {
+                        l if l.starts_with("EHLO") => b"250-sink\r\n250 8BITMIME\r\n",
+                        l if l.starts_with("RCPT TO:<DEFER") => b"451 4.3.0 try later\r\n",
+                        l if l.starts_with("RCPT TO:<BAD") => b"550 5.1.1 no such user\r\n",
+                        l if l.starts_with("DATA") => {
+                            write.write_all(b"354 go\r\n").await.unwrap();
+                            let mut data = String::new();
+                            loop {
+                                let mut l = String::new();
+                                lines.read_line(&mut l).await.unwrap();
+                                if l == ".\r\n" {
+                                    break;
+                                }
+                                data.push_str(&l);
+                            }
+                            store.lock().unwrap().push(data);
+                            b"250 2.0.0 queued\r\n"
+                        }
+                        l if l.starts_with("QUIT") => {
+                            write.write_all(b"221 bye\r\n").await.unwrap();
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                    line.clear();
+                }
+            });
+        }
+    });
+    (address, received)
+}
+
+fn envelope(recipients: &[&str]) -> Envelope {
+    let now = SystemTime::now();
+    Envelope {
+        sender: "joe@contoso.com".into(),
+        recipients: recipients.iter().map(ToString::to_string).collect(),
+        tenant: "contoso".into(),
+        received_at: now,
+        attempts: 0,
+        next_attempt: now,
+        eight_bit_mime: false,
+        smtputf8: false,
+    }
+}
+
+const MESSAGE: &[u8] = b"From: joe@contoso.com\r\nSubject: hi\r\n\r\n.leading dot\r\nbody\r\n";
+
+#[tokio::test]
+async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
+    let (address, received) = next_hop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let config = DeliveryConfig {
+        next_hop: address,
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(120),
+        timeout: Duration::from_secs(5),
+    };
+    let id = spool
+        .store(
+            &envelope(&["ann@example.org", "defer@example.org", "bad@example.org"]),
+            MESSAGE,
+        )
+        .unwrap();
+    attempt(&spool, id, &config).await;
+
+    // Delivered once, dot-stuffing undone by the next hop's reader being raw: the dot is doubled.
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("\r\n..leading dot\r\n"), "{got:?}");
+    // The deferred recipient stays, with a later attempt; the failed one got a DSN.
+    let ids = spool.list().unwrap();
+    assert_eq!(ids.len(), 2, "the message (deferred part) and its DSN");
+    let kept = spool.envelope(id).unwrap();
+    assert_eq!(kept.recipients, ["defer@example.org"]);
+    assert_eq!(kept.attempts, 1);
+    assert!(kept.next_attempt >= SystemTime::now() + retry_delay(1) - Duration::from_secs(5));
+    let dsn_id = *ids.iter().find(|i| **i != id).unwrap();
+    let (bounce, report) = spool.load(dsn_id).unwrap();
+    assert_eq!(
+        (bounce.sender.as_str(), bounce.recipients.as_slice()),
+        ("", &["joe@contoso.com".to_string()][..])
+    );
+    let report = String::from_utf8(report).unwrap();
+    assert!(
+        report.contains("Content-Type: multipart/report; report-type=delivery-status"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Final-Recipient: rfc822; bad@example.org"),
+        "{report}"
+    );
+    assert!(report.contains("Status: 5.0.0"), "{report}");
+    assert!(report.contains("550 5.1.1 no such user"), "{report}");
+    assert!(
+        !report.contains("ann@example.org"),
+        "delivered recipients are not reported"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let config = DeliveryConfig {
+        next_hop: closed,
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(1),
+        timeout: Duration::from_secs(2),
+    };
+    let fresh = spool
+        .store(&envelope(&["ann@example.org"]), MESSAGE)
+        .unwrap();
+    attempt(&spool, fresh, &config).await;
+    assert_eq!(
+        spool.envelope(fresh).unwrap().attempts,
+        1,
+        "connection refused: deferred"
+    );
+
+    let mut old = envelope(&["ann@example.org"]);
+    old.received_at = SystemTime::now() - Duration::from_hours(2);
+    let old = spool.store(&old, MESSAGE).unwrap();
+    attempt(&spool, old, &config).await;
+    assert!(
+        spool.envelope(old).is_err(),
+        "the expired message left the queue"
+    );
+    let reports: Vec<_> = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|i| *i != fresh)
+        .collect();
+    assert_eq!(reports.len(), 1);
+    let report = String::from_utf8(spool.message(reports[0]).unwrap()).unwrap();
+    assert!(
+        report.contains("gave up after 1 attempts") && report.contains("Status: 4.4.7"),
+        "{report}"
+    );
+}
