@@ -92,8 +92,16 @@ fn verify_through_dns(port: u16, message: &[u8]) -> String {
         .to_string()
 }
 
-#[test]
-fn relayed_mail_is_signed_delivered_and_verifies() {
+/// An installation relaying to a fresh smtp-sink: (signet, sink, its dump dir, server, DNS
+/// port, relay port).
+fn relay() -> (
+    Signet,
+    SmtpSink,
+    tempfile::TempDir,
+    support::Server,
+    u16,
+    u16,
+) {
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(sink_dir.path());
     let signet = Signet::with_tenant("127.0.0.1:9");
@@ -115,6 +123,12 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         "dkim.example.net",
         &["--relay-listen", &format!("127.0.0.1:{relay_port}")],
     );
+    (signet, sink, sink_dir, server, dns_port, relay_port)
+}
+
+#[test]
+fn relayed_mail_is_signed_delivered_and_verifies() {
+    let (signet, _sink, sink_dir, server, dns_port, relay_port) = relay();
     let message = signet.dir.path().join("message.eml");
     std::fs::write(&message, "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: quarterly\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <q1@contoso.com>\r\n\r\nThe report.\r\n").unwrap();
 
@@ -163,4 +177,63 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         signet.run(&["queue", "list"]).ok().lines().count() <= 2,
         "the queue is empty again"
     );
+}
+
+#[test]
+fn smuggled_messages_never_reach_the_next_hop() {
+    use std::io::{BufRead, BufReader, Write};
+    let (signet, _sink, sink_dir, _server, _dns_port, relay_port) = relay();
+    signet
+        .run(&[
+            "connector",
+            "add",
+            "contoso",
+            "loopback",
+            "--from",
+            "127.0.0.1/32",
+        ])
+        .ok();
+    // The 2023 SMTP smuggling end-of-data variants, each hiding a second message.
+    let variants: [&[u8]; 6] = [
+        b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r",
+    ];
+    for variant in variants {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", relay_port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut reply = || {
+            let mut all = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                all.push_str(&line);
+                if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                    return all;
+                }
+            }
+        };
+        reply();
+        stream.write_all(b"EHLO app.contoso.com\r\nMAIL FROM:<joe@contoso.com>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\n").unwrap();
+        for _ in 0..4 {
+            reply();
+        }
+        let mut data = b"From: joe@contoso.com\r\nSubject: first\r\n\r\nhello".to_vec();
+        data.extend_from_slice(variant);
+        data.extend_from_slice(b"MAIL FROM:<joe@contoso.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nFrom: ceo@contoso.com\r\nSubject: smuggled\r\n\r\npay now\r\n.\r\n");
+        stream.write_all(&data).unwrap();
+        let verdict = reply();
+        assert!(verdict.starts_with("554 5.6.0"), "{variant:?}: {verdict}");
+        stream.write_all(b"QUIT\r\n").unwrap();
+    }
+    // Nothing was accepted, so nothing may arrive; give the worker time to prove it.
+    std::thread::sleep(Duration::from_secs(2));
+    let delivered = dumped(sink_dir.path());
+    assert!(
+        delivered.is_empty(),
+        "{} message(s) reached the sink",
+        delivered.len()
+    );
+    assert!(signet.run(&["queue", "list"]).ok().lines().count() <= 2);
 }
