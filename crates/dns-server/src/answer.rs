@@ -5,14 +5,16 @@ use std::str::FromStr;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use signet_zone::{Data, Lookup, Zone, split_txt};
 
 /// The UDP payload signet offers with EDNS (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Without EDNS, UDP answers are at most 512 bytes (RFC 1035).
 const PLAIN_UDP: usize = 512;
-/// Records per message in a zone transfer; keeps each message well under 64 KiB.
-const AXFR_CHUNK: usize = 64;
+/// Bytes of records (uncompressed, an upper bound) per zone-transfer message: far below the
+/// 65,535 a TCP length prefix can announce, whatever the size of the TXT values.
+const AXFR_MESSAGE_BUDGET: usize = 16 * 1024;
 
 /// How a request arrived, and what its sender may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +130,29 @@ fn transfer(
         }
     }
     records.push(soa(zone, zone.settings().ttl));
-    records
-        .chunks(AXFR_CHUNK)
-        .filter_map(|chunk| {
-            let mut message = response.clone();
-            message.add_answers(chunk.iter().cloned());
+    transfer_messages(&response, records)
+}
+
+/// Packs `records` into as few messages as the byte budget allows (at least one per message).
+fn transfer_messages(template: &Message, records: Vec<Record>) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut batch: Vec<Record> = Vec::new();
+    let mut batch_size: usize = 0;
+    for record in records {
+        let size = record.to_bytes().map_or(usize::MAX, |bytes| bytes.len());
+        if !batch.is_empty() && batch_size.saturating_add(size) > AXFR_MESSAGE_BUDGET {
+            messages.push(std::mem::take(&mut batch));
+            batch_size = 0;
+        }
+        batch_size = batch_size.saturating_add(size);
+        batch.push(record);
+    }
+    messages.push(batch);
+    messages
+        .into_iter()
+        .filter_map(|batch| {
+            let mut message = template.clone();
+            message.add_answers(batch);
             message.to_vec().ok()
         })
         .collect()
@@ -353,6 +373,29 @@ mod tests {
             2 + 1 + 1 + 2,
             "SOA, NS, glue A, two TXT, SOA"
         );
+    }
+
+    #[test]
+    fn big_zones_transfer_in_messages_a_tcp_length_prefix_can_carry() {
+        let records = (0..300).map(|i| {
+            (
+                format!("k{i}._domainkey.t.dkim.example.net"),
+                "v".repeat(3000),
+            )
+        });
+        let zone = Zone::new(ZoneSettings::new("dkim.example.net"), 1, records).unwrap();
+        let request = ask("dkim.example.net.", RecordType::AXFR, false);
+        let messages = respond(&zone, &request, Transport::Tcp { may_transfer: true });
+        assert!(messages.len() > 1);
+        assert!(
+            messages.iter().all(|m| m.len() <= 20 * 1024),
+            "within the budget"
+        );
+        let records: usize = messages
+            .iter()
+            .map(|m| Message::from_vec(m).unwrap().answers.len())
+            .sum();
+        assert_eq!(records, 300 + 4, "SOA, NS, glue A, 300 TXT, SOA");
     }
 
     #[test]

@@ -103,6 +103,17 @@ impl ZoneHandle {
     }
 }
 
+impl Served {
+    /// The answers to one UDP datagram: the prepared fast path when it applies, else the
+    /// general one. This is the whole UDP query path, minus the socket.
+    pub fn respond_udp(&self, request: &[u8]) -> Vec<Vec<u8>> {
+        match self.fast.respond_udp(request) {
+            Some(reply) => vec![reply],
+            None => respond(&self.zone, request, Transport::Udp),
+        }
+    }
+}
+
 fn prepare(zone: Zone) -> Served {
     let fast = fast::FastIndex::new(&zone);
     Served { zone, fast }
@@ -188,13 +199,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
                 continue;
             }
         };
-        let served = zone.current();
-        let request = &buffer[..len];
-        let replies = match served.fast.respond_udp(request) {
-            Some(reply) => vec![reply],
-            None => respond(&served.zone, request, Transport::Udp),
-        };
-        for message in replies {
+        for message in zone.current().respond_udp(&buffer[..len]) {
             if let Err(e) = socket.send_to(&message, peer).await {
                 debug!("dns: udp send to {peer} failed: {e}");
             }
@@ -252,7 +257,14 @@ async fn serve_connection(
             return Ok(()); // not worth an answer: close, as a client that sends garbage deserves
         }
         for message in messages {
-            let length = u16::try_from(message.len()).unwrap_or(u16::MAX);
+            let Ok(length) = u16::try_from(message.len()) else {
+                // Cannot be framed (answers are kept far smaller): hang up rather than lie.
+                warn!(
+                    "dns: a {}-byte answer does not fit a TCP message",
+                    message.len()
+                );
+                return Ok(());
+            };
             stream.write_u16(length).await?;
             stream.write_all(&message).await?;
         }

@@ -325,32 +325,48 @@ fn records_of_type(listing: &str, kind: &str) -> usize {
         .count()
 }
 
-/// Knot as a secondary of `zone`, transferring from 127.0.0.1@`primary` and accepting NOTIFY
-/// from 127.0.0.1; killed on drop.
-struct KnotSecondary {
+/// Knot DNS on 127.0.0.1, in a temporary directory; killed on drop.
+struct Knot {
     port: u16,
     child: Child,
     dir: tempfile::TempDir,
 }
 
-impl KnotSecondary {
-    fn start(zone: &str, primary: u16, port: u16) -> KnotSecondary {
+impl Knot {
+    /// Knot as a secondary of `zone`, transferring from 127.0.0.1@`primary` and accepting
+    /// NOTIFY from 127.0.0.1.
+    fn secondary(zone: &str, primary: u16, port: u16) -> Knot {
+        let peers = format!(
+            "remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
+             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n"
+        );
+        let zones =
+            format!("  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n");
+        Knot::spawn(tempfile::tempdir().unwrap(), port, &peers, &zones)
+    }
+
+    /// Knot as the primary of `zone`, loaded from `master_file`.
+    fn primary(zone: &str, master_file: &str) -> Knot {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{zone}.zone")), master_file).unwrap();
+        let zones = format!("  - domain: {zone}\n    zonefile-load: whole\n");
+        Knot::spawn(dir, free_port(), "", &zones)
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16, peers: &str, zones: &str) -> Knot {
         let knotd = ["/usr/sbin/knotd", "/usr/bin/knotd"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("knotd is not installed: run .ci/setup (Debian package knot)");
-        let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display();
         let mut conf = String::new();
         let _ = write!(
             conf,
             "server:\n  listen: 127.0.0.1@{port}\n  rundir: {root}\n  user: root:root\n\
              log:\n  - target: stderr\n    any: info\n\
-             database:\n  storage: {root}/db\n\
-             remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
-             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n\
+             database:\n  storage: {root}/db\n{peers}\
              template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    zonefile-sync: -1\n    journal-content: none\n\
-             zone:\n  - domain: {zone}\n    master: primary\n    acl: notify_from_primary\n"
+             zone:\n{zones}"
         );
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -362,7 +378,7 @@ impl KnotSecondary {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("knotd starts");
-        KnotSecondary { port, child, dir }
+        Knot { port, child, dir }
     }
 
     fn log(&self) -> String {
@@ -370,7 +386,7 @@ impl KnotSecondary {
     }
 }
 
-impl Drop for KnotSecondary {
+impl Drop for Knot {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -385,7 +401,7 @@ fn knot_carries_the_zone_by_axfr_and_follows_notify() {
         zone(100, &[(KEY_NAME, &first_key)]),
         vec![SocketAddr::from(([127, 0, 0, 1], knot_port))],
     );
-    let knot = KnotSecondary::start(ORIGIN, server.port, knot_port);
+    let knot = Knot::secondary(ORIGIN, server.port, knot_port);
     let soa_at_knot = || dig(knot.port, &["+short", "SOA", ORIGIN]);
 
     // Knot asks for the SOA and transfers the zone as soon as it starts.
@@ -422,4 +438,40 @@ fn knot_carries_the_zone_by_axfr_and_follows_notify() {
         "Knot logged the NOTIFY: {}",
         knot.log()
     );
+}
+
+#[test]
+fn knot_serving_the_exported_master_file_answers_like_signet() {
+    let key = rsa_2048_record();
+    let tricky = r#"v=DKIM1; k=ed25519; n=quotes " and backslashes \ too; p=AAAA"#;
+    let other = "selector2-contoso-com._domainkey.contoso.dkim.example.net";
+    let zone = zone(2_026_112_301, &[(KEY_NAME, &key), (other, tricky)]);
+    let master_file = zone.to_master_file();
+    let knot = Knot::primary(ORIGIN, &master_file);
+    let signet = Running::start(zone, vec![]);
+    wait_for(Duration::from_secs(20), "Knot to load the zone", || {
+        !dig(knot.port, &["+short", "SOA", ORIGIN]).trim().is_empty()
+    });
+    for question in [
+        ["SOA", ORIGIN],
+        ["NS", ORIGIN],
+        ["A", "ns1.dkim.example.net"],
+        ["TXT", KEY_NAME],
+        ["TXT", other],
+    ] {
+        let at_knot = dig(knot.port, &["+short", "+tcp", question[0], question[1]]);
+        assert!(!at_knot.trim().is_empty(), "{question:?}: {}", knot.log());
+        assert_eq!(
+            at_knot,
+            signet.dig(&["+short", "+tcp", question[0], question[1]]),
+            "{question:?}\n{master_file}"
+        );
+    }
+    assert_eq!(
+        txt_values(&dig(knot.port, &["+short", "TXT", KEY_NAME])),
+        std::slice::from_ref(&key)
+    );
+    let nx = ["TXT", "selector9._domainkey.contoso.dkim.example.net"];
+    assert_eq!(status(&dig(knot.port, &nx)), "NXDOMAIN");
+    assert_eq!(status(&signet.dig(&nx)), "NXDOMAIN");
 }

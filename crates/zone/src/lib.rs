@@ -279,7 +279,9 @@ impl Zone {
             let _ = match data {
                 Data::Ns(ns) => writeln!(out, "{owner} IN NS {}.", normalise(ns)),
                 Data::A(address) => writeln!(out, "{owner} IN A {address}"),
-                Data::Txt(value) => writeln!(out, "{owner} IN TXT ( {} )", quoted_strings(value)),
+                // One line, no parentheses: every server reads it, and so do parsers (hickory's)
+                // that do not accept quoted strings inside a parenthesised list.
+                Data::Txt(value) => writeln!(out, "{owner} IN TXT {}", quoted_strings(value)),
                 Data::Soa => Ok(()),
             };
         }
