@@ -17,6 +17,9 @@ use signet_keys::{
 pub const CONFIG_FILE: &str = "signet.toml";
 pub const DATABASE_FILE: &str = "signet.db";
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// The self-signed certificate (and its key) for submission STARTTLS, made on first `serve`.
+pub const SELF_SIGNED_CERTIFICATE: &str = "smtp-tls.crt";
+pub const SELF_SIGNED_KEY: &str = "smtp-tls.key";
 /// Environment variable that may hold the master key (base64) instead of a file.
 pub const MASTER_KEY_ENV: &str = "SIGNET_MASTER_KEY";
 
@@ -74,6 +77,9 @@ struct RawSmtp {
     smart_host: Option<String>,
     hostname: Option<String>,
     queue_lifetime: Option<String>,
+    tls_certificate: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    plaintext_auth_on_loopback: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,12 +106,28 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
     pub relay_listen: SocketAddr,
+    /// The submission listener (STARTTLS, AUTH with a connector login).
+    pub submission_listen: SocketAddr,
+    /// The submission listener's certificate chain and key (PEM). Without them signet makes a
+    /// self-signed certificate for `hostname` in the data directory.
+    pub tls: TlsFiles,
+    /// Offer AUTH before STARTTLS to loopback clients (local test setups); never to others.
+    pub plaintext_auth_on_loopback: bool,
     /// Where accepted mail goes (`host:port`); without it no relay is started.
     pub smart_host: Option<String>,
     /// This host's name in EHLO, `Received:` and DSNs.
     pub hostname: String,
     /// How long a message may wait in the queue before it bounces.
     pub queue_lifetime: Span,
+}
+
+/// Where the submission listener's certificate and key are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// signet makes (once) and keeps these files itself: no `tls_certificate` was configured.
+    pub self_signed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -165,34 +187,8 @@ impl Config {
             }
             None => None,
         };
-        let _ = (raw.smtp.submission_listen, raw.http.listen);
-        let smart_host = match raw.smtp.smart_host {
-            Some(host)
-                if host.rsplit_once(':').is_some_and(|(name, port)| {
-                    !name.is_empty() && port.parse::<u16>().is_ok()
-                }) =>
-            {
-                Some(host)
-            }
-            Some(host) => {
-                bail!("[smtp] smart_host: '{host}' is not host:port, e.g. mail.example.net:25")
-            }
-            None => None,
-        };
-        let smtp = SmtpSettings {
-            relay_listen: address(
-                raw.smtp.relay_listen.as_deref().unwrap_or("127.0.0.1:2525"),
-                25,
-                "[smtp] relay_listen",
-            )?,
-            smart_host,
-            hostname: raw.smtp.hostname.unwrap_or_else(system_hostname),
-            queue_lifetime: span(
-                raw.smtp.queue_lifetime,
-                Span::days(5),
-                "[smtp] queue_lifetime",
-            )?,
-        };
+        let _ = raw.http.listen;
+        let smtp = smtp_settings(raw.smtp, data_dir)?;
         Ok(Config {
             data_dir: data_dir.to_path_buf(),
             master_key_file: data_dir.join(
@@ -263,6 +259,56 @@ fn system_hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// The `[smtp]` table, validated.
+fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
+    let tls = match (raw.tls_certificate, raw.tls_key) {
+        (Some(certificate), Some(key)) => TlsFiles {
+            certificate: data_dir.join(certificate),
+            key: data_dir.join(key),
+            self_signed: false,
+        },
+        (None, None) => TlsFiles {
+            certificate: data_dir.join(SELF_SIGNED_CERTIFICATE),
+            key: data_dir.join(SELF_SIGNED_KEY),
+            self_signed: true,
+        },
+        _ => bail!("[smtp] tls_certificate and tls_key go together: set both or neither"),
+    };
+    let smart_host = match raw.smart_host {
+        Some(host)
+            if host
+                .rsplit_once(':')
+                .is_some_and(|(name, port)| !name.is_empty() && port.parse::<u16>().is_ok()) =>
+        {
+            Some(host)
+        }
+        Some(host) => {
+            bail!("[smtp] smart_host: '{host}' is not host:port, e.g. mail.example.net:25")
+        }
+        None => None,
+    };
+    Ok(SmtpSettings {
+        relay_listen: address(
+            raw.relay_listen.as_deref().unwrap_or("127.0.0.1:2525"),
+            25,
+            "[smtp] relay_listen",
+        )?,
+        submission_listen: address(
+            raw.submission_listen.as_deref().unwrap_or("127.0.0.1:2587"),
+            587,
+            "[smtp] submission_listen",
+        )?,
+        tls,
+        plaintext_auth_on_loopback: raw.plaintext_auth_on_loopback.unwrap_or(false),
+        smart_host,
+        hostname: raw.hostname.unwrap_or_else(system_hostname),
+        queue_lifetime: raw
+            .queue_lifetime
+            .map_or(Ok(Span::days(5)), |v| v.parse())
+            .context("[smtp] queue_lifetime")?,
+    })
 }
 
 fn address(text: &str, default_port: u16, what: &str) -> Result<SocketAddr> {
@@ -352,6 +398,9 @@ submission_listen = "127.0.0.1:2587"
 # smart_host = "mail.example.net:25"   # where signed mail goes (delivery to MX: not yet)
 # hostname = "signet.example.net"      # EHLO, Received:, DSNs; default: this machine's name
 queue_lifetime = "5d"                  # then undeliverable mail bounces to its sender
+# tls_certificate = "/etc/ssl/signet.pem"   # submission STARTTLS (PEM chain; relative to this
+# tls_key = "/etc/ssl/private/signet.key"   # directory); default: a self-signed certificate
+# plaintext_auth_on_loopback = false        # AUTH before STARTTLS, for loopback clients only
 
 [http]
 listen = "127.0.0.1:8080"

@@ -1,5 +1,7 @@
-//! The signing relay: connectors decide who may relay for which tenant, accepted mail is signed
-//! (SPEC section 4) and spooled before `250`, and a worker delivers it to the smart host.
+//! The signing gateway: connectors decide who may relay (by client network, on the relay
+//! listener) or submit (by login, on the submission listener) for which tenant; accepted mail
+//! is signed (SPEC section 4) and spooled before `250`, and a worker delivers it to the smart
+//! host.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tracing::{info, warn};
 use crate::Signet;
 use crate::config::Config;
 
-/// Starts the relay listener and the delivery worker; returns their tasks.
+/// Starts the relay and submission listeners and the delivery worker; returns their tasks.
 pub async fn spawn(
     config: &Config,
     service: Arc<Signet>,
@@ -34,38 +36,46 @@ pub async fn spawn(
     let spool =
         Arc::new(Spool::open(config.data_dir.join("spool")).context("cannot open the spool")?);
     let wake = Arc::new(Notify::new());
-    let listen = config.smtp.relay_listen;
-    let socket = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     let hostname = config.smtp.hostname.clone();
+    let sink = Arc::new(SigningSink {
+        service: Arc::clone(&service),
+        spool: Arc::clone(&spool),
+        wake: Arc::clone(&wake),
+        hostname: hostname.clone(),
+    });
     let session = SessionConfig {
         hostname: hostname.clone(),
         ..SessionConfig::default()
     };
-    let listener = Listener::new(
+    let relay = Listener::new(
         ListenerConfig {
-            session,
+            session: session.clone(),
             ..ListenerConfig::default()
         },
         Arc::new(ConnectorPolicy {
             service: Arc::clone(&service),
         }),
-        Arc::new(SigningSink {
-            service,
-            spool: Arc::clone(&spool),
-            wake: Arc::clone(&wake),
-            hostname: hostname.clone(),
-        }),
+        Arc::clone(&sink),
     );
-    let mut listener_stop = stop.clone();
-    let relay = tokio::spawn(async move {
-        listener
-            .serve_until(socket, async move {
-                let _ = listener_stop.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    let tls = crate::tls::server_config(&config.smtp.tls, &hostname)?;
+    let submission = Listener::new(
+        ListenerConfig {
+            session,
+            tls: Some(tls),
+            ..ListenerConfig::default()
+        },
+        Arc::new(SubmissionPolicy {
+            service,
+            plaintext_on_loopback: config.smtp.plaintext_auth_on_loopback,
+        }),
+        sink,
+    );
+    let relay_listen = config.smtp.relay_listen;
+    let submission_listen = config.smtp.submission_listen;
+    let tasks = vec![
+        run_listener(relay, relay_listen, stop.clone()).await?,
+        run_listener(submission, submission_listen, stop.clone()).await?,
+    ];
     let delivery = signet_smtp::delivery::DeliveryConfig {
         next_hop: smart_host.clone(),
         hostname,
@@ -75,8 +85,27 @@ pub async fn spawn(
         timeout: Duration::from_mins(1),
     };
     let worker = tokio::spawn(signet_smtp::delivery::run(spool, delivery, wake, stop));
-    info!(%listen, %smart_host, "relay: accepting from connector networks, delivering to the smart host");
-    Ok(vec![relay, worker])
+    info!(%relay_listen, "relay: accepting from connector networks");
+    info!(%submission_listen, "submission: STARTTLS, then AUTH with a connector login");
+    info!(%smart_host, "delivery: to the smart host");
+    Ok(tasks.into_iter().chain([worker]).collect())
+}
+
+async fn run_listener<P: Policy, S: Sink>(
+    listener: Listener<P, S>,
+    listen: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let socket = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    Ok(tokio::spawn(async move {
+        listener
+            .serve_until(socket, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }))
 }
 
 /// Who may relay: a client whose address a tenant's connector covers. Everyone else is refused
@@ -120,36 +149,111 @@ impl Policy for ConnectorPolicy {
         sender: &MailFrom,
         _recipient: &RcptTo,
     ) -> Result<(), Reply> {
-        let Some(tenant) = client.tenant.as_deref() else {
-            return Err(Reply::new(
-                550,
-                [5, 7, 1],
-                format!("Relaying denied: {} matches no connector", client.peer.ip()),
-            ));
-        };
-        if sender.address.is_empty() {
-            return Ok(()); // bounces carry the null sender
-        }
-        let domain = sender.address.rsplit_once('@').map_or("", |(_, d)| d);
-        let accepted = match (domain.parse::<DomainName>(), tenant.parse::<TenantName>()) {
-            (Ok(domain), Ok(tenant)) => self
-                .service
-                .domains(Some(&tenant))
-                .await
-                .map_err(|e| temporary(&e))?
-                .iter()
-                .any(|d| d.name == domain),
-            _ => false,
-        };
-        if accepted {
-            Ok(())
+        admit_recipient(&self.service, client, sender).await
+    }
+}
+
+/// Who may submit: a client that logged in, after STARTTLS, with a tenant's connector login
+/// (before TLS only from loopback, and only when `[smtp] plaintext_auth_on_loopback` says so).
+/// Mail without a login gets `530 5.7.0` at MAIL.
+struct SubmissionPolicy {
+    service: Arc<Signet>,
+    plaintext_on_loopback: bool,
+}
+
+impl Policy for SubmissionPolicy {
+    async fn connect(&self, client: &Client) -> Result<Admission, Reply> {
+        let auth = if self.plaintext_on_loopback && client.peer.ip().is_loopback() {
+            AuthAvailability::Always
         } else {
+            AuthAvailability::AfterTls
+        };
+        Ok(Admission { tenant: None, auth })
+    }
+
+    async fn authenticate(
+        &self,
+        client: &Client,
+        credentials: &Credentials,
+    ) -> Result<String, Reply> {
+        let login = self
+            .service
+            .login(&credentials.username)
+            .await
+            .map_err(|e| temporary(&e))?;
+        let password = credentials.password.clone();
+        // argon2id takes tens of milliseconds of CPU: not on the runtime's threads.
+        let tenant = tokio::task::spawn_blocking(move || {
+            signet_app::check_password(login.as_ref(), &password)
+        })
+        .await
+        .map_err(|_| Reply::new(454, [4, 7, 0], "Temporary authentication failure"))?;
+        if let Some(tenant) = tenant {
+            info!(peer = %client.peer, user = %credentials.username, %tenant, "submission: logged in");
+            Ok(tenant.to_string())
+        } else {
+            warn!(peer = %client.peer, user = %credentials.username, "submission: login refused");
             Err(Reply::new(
-                550,
-                [5, 7, 1],
-                format!("Sender domain {domain} is not accepted for this tenant"),
+                535,
+                [5, 7, 8],
+                "Authentication credentials invalid",
             ))
         }
+    }
+
+    async fn sender(&self, client: &Client, _sender: &MailFrom) -> Result<(), Reply> {
+        if client.tenant.is_some() {
+            Ok(())
+        } else {
+            Err(Reply::new(530, [5, 7, 0], "Authentication required"))
+        }
+    }
+
+    async fn recipient(
+        &self,
+        client: &Client,
+        sender: &MailFrom,
+        _recipient: &RcptTo,
+    ) -> Result<(), Reply> {
+        admit_recipient(&self.service, client, sender).await
+    }
+}
+
+/// The rule both listeners share at RCPT: no tenant, no relaying; and the sender's domain must
+/// be one the tenant has accepted (SPEC section 4, case 3).
+async fn admit_recipient(
+    service: &Signet,
+    client: &Client,
+    sender: &MailFrom,
+) -> Result<(), Reply> {
+    let Some(tenant) = client.tenant.as_deref() else {
+        return Err(Reply::new(
+            550,
+            [5, 7, 1],
+            format!("Relaying denied: {} matches no connector", client.peer.ip()),
+        ));
+    };
+    if sender.address.is_empty() {
+        return Ok(()); // bounces carry the null sender
+    }
+    let domain = sender.address.rsplit_once('@').map_or("", |(_, d)| d);
+    let accepted = match (domain.parse::<DomainName>(), tenant.parse::<TenantName>()) {
+        (Ok(domain), Ok(tenant)) => service
+            .domains(Some(&tenant))
+            .await
+            .map_err(|e| temporary(&e))?
+            .iter()
+            .any(|d| d.name == domain),
+        _ => false,
+    };
+    if accepted {
+        Ok(())
+    } else {
+        Err(Reply::new(
+            550,
+            [5, 7, 1],
+            format!("Sender domain {domain} is not accepted for this tenant"),
+        ))
     }
 }
 

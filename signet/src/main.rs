@@ -7,6 +7,7 @@ mod gateway;
 mod output;
 mod resolver;
 mod serve;
+mod tls;
 mod verify_cmd;
 mod zone;
 
@@ -103,6 +104,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_field_names)] // the flags are named by SPEC section 9: --dns-listen, …
 struct ServeArgs {
     /// Where the key zone's DNS server listens (UDP and TCP); overrides [dns] listen.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -110,6 +112,9 @@ struct ServeArgs {
     /// Where the signing relay listens; overrides [smtp] relay_listen.
     #[arg(long, value_name = "ADDR:PORT")]
     relay_listen: Option<std::net::SocketAddr>,
+    /// Where the submission listener (STARTTLS + AUTH) listens; overrides [smtp] submission_listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    submission_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -377,6 +382,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(listen) = args.relay_listen {
                 config.smtp.relay_listen = listen;
+            }
+            if let Some(listen) = args.submission_listen {
+                config.smtp.submission_listen = listen;
             }
             serve::serve(config, service).await
         }

@@ -44,6 +44,10 @@ impl Drop for SmtpSink {
 }
 
 fn swaks(port: u16, from: &str, to: &str, body_file: &Path) -> String {
+    swaks_with(port, from, to, body_file, &[])
+}
+
+fn swaks_with(port: u16, from: &str, to: &str, body_file: &Path, extra: &[&str]) -> String {
     let out = Command::new("swaks")
         .args([
             "--server",
@@ -57,6 +61,7 @@ fn swaks(port: u16, from: &str, to: &str, body_file: &Path) -> String {
             "--data",
         ])
         .arg(body_file)
+        .args(extra)
         .output()
         .expect("swaks is installed: run .ci/setup");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -92,16 +97,18 @@ fn verify_through_dns(port: u16, message: &[u8]) -> String {
         .to_string()
 }
 
-/// An installation relaying to a fresh smtp-sink: (signet, sink, its dump dir, server, DNS
-/// port, relay port).
-fn relay() -> (
-    Signet,
-    SmtpSink,
-    tempfile::TempDir,
-    support::Server,
-    u16,
-    u16,
-) {
+/// An installation relaying to a fresh smtp-sink, with `signet serve` running.
+struct Gateway {
+    signet: Signet,
+    sink_dir: tempfile::TempDir,
+    server: support::Server,
+    dns_port: u16,
+    relay_port: u16,
+    submission_port: u16,
+    _sink: SmtpSink,
+}
+
+fn relay() -> Gateway {
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(sink_dir.path());
     let signet = Signet::with_tenant("127.0.0.1:9");
@@ -117,18 +124,37 @@ fn relay() -> (
         ),
     );
     std::fs::write(&toml, text).unwrap();
-    let (dns_port, relay_port) = (free_port(), free_port());
+    let (dns_port, relay_port, submission_port) = (free_port(), free_port(), free_port());
     let server = signet.serve_with(
         dns_port,
         "dkim.example.net",
-        &["--relay-listen", &format!("127.0.0.1:{relay_port}")],
+        &[
+            "--relay-listen",
+            &format!("127.0.0.1:{relay_port}"),
+            "--submission-listen",
+            &format!("127.0.0.1:{submission_port}"),
+        ],
     );
-    (signet, sink, sink_dir, server, dns_port, relay_port)
+    for port in [relay_port, submission_port] {
+        wait_for(Duration::from_secs(10), "the SMTP listeners", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+    Gateway {
+        signet,
+        sink_dir,
+        server,
+        dns_port,
+        relay_port,
+        submission_port,
+        _sink: sink,
+    }
 }
 
 #[test]
 fn relayed_mail_is_signed_delivered_and_verifies() {
-    let (signet, _sink, sink_dir, server, dns_port, relay_port) = relay();
+    let relay = relay();
+    let (signet, sink_dir, relay_port) = (&relay.signet, &relay.sink_dir, relay.relay_port);
     let message = signet.dir.path().join("message.eml");
     std::fs::write(&message, "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: quarterly\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <q1@contoso.com>\r\n\r\nThe report.\r\n").unwrap();
 
@@ -167,8 +193,12 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         text.contains("by signet.test (signet) with ESMTP"),
         "{text}"
     );
-    assert_eq!(verify_through_dns(dns_port, &delivered), "pass", "{text}");
-    let log = server.log_text();
+    assert_eq!(
+        verify_through_dns(relay.dns_port, &delivered),
+        "pass",
+        "{text}"
+    );
+    let log = relay.server.log_text();
     assert!(
         log.contains("accepted, d=contoso.dkim.example.net s=selector1-contoso-com"),
         "{log}"
@@ -182,7 +212,8 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
 #[test]
 fn smuggled_messages_never_reach_the_next_hop() {
     use std::io::{BufRead, BufReader, Write};
-    let (signet, _sink, sink_dir, _server, _dns_port, relay_port) = relay();
+    let relay = relay();
+    let (signet, sink_dir, relay_port) = (&relay.signet, &relay.sink_dir, relay.relay_port);
     signet
         .run(&[
             "connector",
@@ -236,4 +267,134 @@ fn smuggled_messages_never_reach_the_next_hop() {
         delivered.len()
     );
     assert!(signet.run(&["queue", "list"]).ok().lines().count() <= 2);
+}
+
+/// One SMTP exchange by hand: each command's reply (multi-line replies joined).
+fn converse(port: u16, commands: &[&str]) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    };
+    let mut replies = vec![reply()];
+    for command in commands {
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .unwrap();
+        replies.push(reply());
+    }
+    replies
+}
+
+#[test]
+fn submission_needs_tls_and_a_login_then_signs() {
+    let relay = relay();
+    let (signet, port) = (&relay.signet, relay.submission_port);
+    signet
+        .run_with_stdin(
+            &[
+                "connector",
+                "add",
+                "contoso",
+                "app",
+                "--login",
+                "app@contoso.com",
+                "--password-stdin",
+            ],
+            b"correct horse battery staple\n",
+        )
+        .ok();
+    let message = signet.dir.path().join("message.eml");
+    std::fs::write(&message, "From: App <app@contoso.com>\r\nTo: ann@example.org\r\nSubject: invoice\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <s1@contoso.com>\r\n\r\nYour invoice.\r\n").unwrap();
+
+    // Before STARTTLS, AUTH is neither offered nor taken, and nobody relays.
+    // ("app@contoso.com\0app@contoso.com\0correct horse battery staple", base64.)
+    let plain = "AGFwcEBjb250b3NvLmNvbQBjb3JyZWN0IGhvcnNlIGJhdHRlcnkgc3RhcGxl";
+    let replies = converse(
+        port,
+        &[
+            "EHLO app.contoso.com",
+            &format!("AUTH PLAIN {plain}"),
+            "MAIL FROM:<app@contoso.com>",
+            "RCPT TO:<ann@example.org>",
+        ],
+    );
+    assert!(
+        replies[1].contains("STARTTLS") && !replies[1].contains("AUTH"),
+        "{replies:?}"
+    );
+    assert!(replies[2].starts_with("538 5.7.11"), "{replies:?}");
+    assert!(replies[3].starts_with("530 5.7.0"), "{replies:?}");
+    assert!(
+        replies[4].starts_with("503") || replies[4].starts_with("550"),
+        "{replies:?}"
+    );
+
+    let login = |mechanism: &str, password: &str| {
+        swaks_with(
+            port,
+            "app@contoso.com",
+            "ann@example.org",
+            &message,
+            &[
+                "--tls",
+                "--auth",
+                mechanism,
+                "--auth-user",
+                "app@contoso.com",
+                "--auth-password",
+                password,
+            ],
+        )
+    };
+    let wrong = login("PLAIN", "correct horse battery stapler");
+    assert!(wrong.contains("535 5.7.8"), "{wrong}");
+    let nobody = swaks_with(
+        port,
+        "app@contoso.com",
+        "ann@example.org",
+        &message,
+        &["--tls"],
+    );
+    assert!(
+        nobody.contains("530 5.7.0 Authentication required"),
+        "{nobody}"
+    );
+    assert!(dumped(relay.sink_dir.path()).is_empty());
+
+    for mechanism in ["PLAIN", "LOGIN"] {
+        let accepted = login(mechanism, "correct horse battery staple");
+        assert!(accepted.contains("235 2.7.0"), "{accepted}");
+        assert!(accepted.contains("<~  250 2.0.0 Ok: queued"), "{accepted}");
+    }
+    wait_for(Duration::from_secs(10), "both messages at the sink", || {
+        dumped(relay.sink_dir.path()).len() == 2
+    });
+    for delivered in dumped(relay.sink_dir.path()) {
+        let text = String::from_utf8_lossy(&delivered);
+        assert!(text.contains("d=contoso.dkim.example.net;"), "{text}");
+        assert_eq!(
+            verify_through_dns(relay.dns_port, &delivered),
+            "pass",
+            "{text}"
+        );
+    }
+    let log = relay.server.log_text();
+    assert!(log.contains("submission: login refused"), "{log}");
+    assert!(
+        !log.contains("correct horse"),
+        "no password in the log: {log}"
+    );
 }

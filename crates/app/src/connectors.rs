@@ -64,11 +64,8 @@ impl<D: Dns, C: Clock> Service<D, C> {
                         "the password is too short: use at least {MINIMUM_PASSWORD} characters"
                     )));
                 }
-                let salt = SaltString::generate(&mut OsRng);
-                let password_hash = Argon2::default()
-                    .hash_password(password.as_bytes(), &salt)
-                    .map_err(|e| AppError::Refused(format!("cannot hash the password: {e}")))?
-                    .to_string();
+                let password_hash = hash_password(&password)
+                    .map_err(|e| AppError::Refused(format!("cannot hash the password: {e}")))?;
                 ConnectorKind::Login {
                     username,
                     password_hash,
@@ -141,25 +138,68 @@ impl<D: Dns, C: Clock> Service<D, C> {
     }
 
     /// The tenant of a submission login, if the password is right. Every failure looks the same.
+    /// The password check is CPU-heavy (argon2id): an async caller that must not stall its
+    /// runtime uses [`Service::login`] and runs [`check_password`] on a blocking thread.
     pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<TenantName>> {
+        let login = self.login(username).await?;
+        Ok(check_password(login.as_ref(), password))
+    }
+
+    /// The submission login named `username`, if there is one; check its password with
+    /// [`check_password`].
+    pub async fn login(&self, username: &str) -> Result<Option<Login>> {
         let connectors = self.connectors(None).await?;
-        let found = connectors.into_iter().find_map(|c| match c.kind {
+        Ok(connectors.into_iter().find_map(|c| match c.kind {
             ConnectorKind::Login {
                 username: u,
                 password_hash,
-            } if u == username => Some((c.tenant, password_hash)),
+            } if u == username => Some(Login {
+                tenant: c.tenant,
+                password_hash,
+            }),
             _ => None,
-        });
-        let Some((tenant, hash)) = found else {
-            return Ok(None);
-        };
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| AppError::Refused(format!("stored password hash is unreadable: {e}")))?;
-        Ok(Argon2::default()
+        }))
+    }
+}
+
+/// A submission login as stored: its tenant and its argon2id hash. `Debug` hides the hash.
+#[derive(Clone)]
+pub struct Login {
+    tenant: TenantName,
+    password_hash: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The login's tenant when `password` is right. Without a login a decoy hash is checked, so an
+/// unknown user name takes as long to refuse as a wrong password (no user enumeration by time).
+pub fn check_password(login: Option<&Login>, password: &str) -> Option<TenantName> {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let decoy = DECOY.get_or_init(|| hash_password("signet decoy password").unwrap_or_default());
+    let hash = login.map_or(decoy.as_str(), |l| l.password_hash.as_str());
+    let verified = PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
-            .then_some(tenant))
+    });
+    match login {
+        Some(login) if verified => Some(login.tenant.clone()),
+        _ => None,
     }
+}
+
+/// An argon2id hash (PHC string) of `password` with a fresh salt.
+fn hash_password(password: &str) -> std::result::Result<String, password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 fn check_name(name: &str) -> Result<()> {

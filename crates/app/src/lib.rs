@@ -26,7 +26,7 @@ use signet_keys::{
 };
 use signet_store::{AuditEntry, Store, StoreError, Tx};
 
-pub use connectors::{NewConnector, describe as describe_connector};
+pub use connectors::{Login, NewConnector, check_password, describe as describe_connector};
 pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
 pub use scheduler::TickReport;
 pub use signet_signer::SigningPolicy;
