@@ -15,11 +15,14 @@ use signet_smtp::{
     Admission, AuthAvailability, Client, Credentials, Listener, ListenerConfig, MailFrom, Policy,
     RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::Signet;
 use crate::config::Config;
+
+/// Deliveries to the smart host under way at once.
+const DELIVERY_PARALLEL: usize = 16;
 
 /// Starts the relay and submission listeners and the delivery worker; returns their tasks.
 pub async fn spawn(
@@ -35,12 +38,12 @@ pub async fn spawn(
     };
     let spool =
         Arc::new(Spool::open(config.data_dir.join("spool")).context("cannot open the spool")?);
-    let wake = Arc::new(Notify::new());
+    let (fresh, fresh_ids) = mpsc::unbounded_channel();
     let hostname = config.smtp.hostname.clone();
     let sink = Arc::new(SigningSink {
         service: Arc::clone(&service),
         spool: Arc::clone(&spool),
-        wake: Arc::clone(&wake),
+        fresh,
         hostname: hostname.clone(),
     });
     let session = SessionConfig {
@@ -83,8 +86,9 @@ pub async fn spawn(
             u64::try_from(config.smtp.queue_lifetime.seconds()).unwrap_or(0),
         ),
         timeout: Duration::from_mins(1),
+        parallel: DELIVERY_PARALLEL,
     };
-    let worker = tokio::spawn(signet_smtp::delivery::run(spool, delivery, wake, stop));
+    let worker = tokio::spawn(signet_smtp::delivery::run(spool, delivery, fresh_ids, stop));
     info!(%relay_listen, "relay: accepting from connector networks");
     info!(%submission_listen, "submission: STARTTLS, then AUTH with a connector login");
     info!(%smart_host, "delivery: to the smart host");
@@ -261,7 +265,8 @@ async fn admit_recipient(
 struct SigningSink {
     service: Arc<Signet>,
     spool: Arc<Spool>,
-    wake: Arc<Notify>,
+    /// Tells the delivery worker about each new entry, so it goes out at once.
+    fresh: mpsc::UnboundedSender<QueueId>,
     hostname: String,
 }
 
@@ -330,7 +335,7 @@ impl Sink for SigningSink {
             .map_err(|_| Reply::new(451, [4, 3, 0], "Temporary local problem, try again"))?
             .map_err(|e| e.reply())?;
         info!(%id, %tenant, from = %message.sender.address, rcpts = message.recipients.len(), "accepted, {signed_as}");
-        self.wake.notify_one();
+        let _ = self.fresh.send(id); // a stopped worker finds it in the spool on restart
         Ok(id)
     }
 }

@@ -18,7 +18,9 @@ mod scheduler;
 mod signing;
 mod tenancy;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use signet_keys::{
     DomainName, KeyId, KeySpec, KeyZone, MasterKey, PrivateKey, PublicKey, RotationPolicy,
@@ -121,6 +123,42 @@ pub struct Service<D, C> {
     clock: C,
     settings: Settings,
     actor: String,
+    keys: KeyCache,
+}
+
+/// Private keys opened so far, by key id. A key id names one key for ever (a rotation makes a
+/// new id), so an entry never goes stale: the cache needs no invalidation, and a rotated key is
+/// picked up the first time a signing plan names it. Withdrawn keys simply stop being asked for.
+#[derive(Default)]
+struct KeyCache(std::sync::Mutex<HashMap<KeyId, Arc<PrivateKey>>>);
+
+/// Enough for every key of a large installation; past it the cache starts over.
+const KEY_CACHE_LIMIT: usize = 100_000;
+
+impl KeyCache {
+    fn get(&self, id: &KeyId) -> Option<Arc<PrivateKey>> {
+        self.lock().get(id).cloned()
+    }
+
+    fn put(&self, id: KeyId, key: Arc<PrivateKey>) {
+        let mut keys = self.lock();
+        if keys.len() >= KEY_CACHE_LIMIT {
+            keys.clear();
+        }
+        keys.insert(id, key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Arc<PrivateKey>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyCache({} keys)", self.lock().len())
+    }
 }
 
 impl<D: Dns, C: Clock> Service<D, C> {
@@ -140,6 +178,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             clock,
             settings,
             actor: actor.into(),
+            keys: KeyCache::default(),
         }
     }
 
@@ -169,6 +208,16 @@ impl<D: Dns, C: Clock> Service<D, C> {
             public: key.public_key()?,
             sealed,
         })
+    }
+
+    /// A stored private key, opened once and then kept (see [`KeyCache`]).
+    pub(crate) async fn signing_key(&self, id: &KeyId) -> Result<Arc<PrivateKey>> {
+        if let Some(key) = self.keys.get(id) {
+            return Ok(key);
+        }
+        let key = Arc::new(self.private_key(id).await?);
+        self.keys.put(id.clone(), Arc::clone(&key));
+        Ok(key)
     }
 
     /// Opens a stored private key (for signing and for checks that the master key fits).

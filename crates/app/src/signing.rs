@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use signet_keys::{DomainKind, DomainName, TenantName};
+use signet_keys::{DomainName, TenantName};
 use signet_signer::{Decision, SigningPolicy, TenantView, author_domain, decide, sign};
 
 use crate::{AppError, Clock, Dns, Result, Service};
@@ -35,7 +35,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         tenant: Option<&TenantName>,
     ) -> Result<SignOutcome> {
         let author = author_domain(message).map_err(|e| AppError::Refused(e.to_string()))?;
-        let view = self.tenant_view(&author).await?;
+        let view = self.tenant_view(&author, recipients).await?;
         let view = match (view, tenant) {
             (Some(view), Some(client)) if view.tenant != *client => {
                 return Err(AppError::Refused(format!(
@@ -58,7 +58,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
                 Decision::Refuse(reason) => return Err(AppError::Refused(reason)),
             },
         };
-        let key = self.private_key(&plan.key).await?;
+        let key = self.signing_key(&plan.key).await?;
         let header = sign(message, &plan, &key).map_err(|e| AppError::Refused(e.to_string()))?;
         Ok(SignOutcome::Signed {
             header,
@@ -67,29 +67,42 @@ impl<D: Dns, C: Clock> Service<D, C> {
         })
     }
 
-    /// Everything the signing decision needs about the tenant that accepted `domain`.
-    async fn tenant_view(&self, domain: &DomainName) -> Result<Option<TenantView>> {
+    /// What the signing decision needs about the tenant that accepted `author`: the author's
+    /// config, the initial domain's (default signing), and which recipients' domains are the
+    /// tenant's own (intra-organisation mail). A few lookups, however many domains the tenant
+    /// has.
+    async fn tenant_view(
+        &self,
+        author: &DomainName,
+        recipients: &[DomainName],
+    ) -> Result<Option<TenantView>> {
         let mut tx = self.store.begin().await?;
-        let Some(accepted) = tx.domain(domain).await? else {
+        let Some(accepted) = tx.domain(author).await? else {
             return Ok(None);
         };
+        let tenant = accepted.tenant;
+        let initial_domain = self.settings.zone.initial_domain(&tenant)?;
         let mut domains = HashMap::new();
-        let mut initial_domain = None;
-        for d in tx.domains(Some(&accepted.tenant)).await? {
-            if d.kind == DomainKind::Initial {
-                initial_domain = Some(d.name.clone());
+        for name in [author, &initial_domain] {
+            if !domains.contains_key(name) {
+                domains.insert(name.clone(), tx.config(name).await?);
             }
-            let config = tx.config(&d.name).await?;
-            domains.insert(d.name, config);
         }
-        let initial_domain = initial_domain.ok_or_else(|| {
-            AppError::NotFound(format!(
-                "tenant '{}' has no initial domain",
-                accepted.tenant
-            ))
-        })?;
+        for recipient in recipients {
+            if domains.contains_key(recipient) {
+                continue;
+            }
+            if tx
+                .domain(recipient)
+                .await?
+                .is_some_and(|d| d.tenant == tenant)
+            {
+                // Membership is all the decision asks of a recipient's domain.
+                domains.insert(recipient.clone(), None);
+            }
+        }
         Ok(Some(TenantView {
-            tenant: accepted.tenant,
+            tenant,
             initial_domain,
             domains,
         }))

@@ -265,6 +265,8 @@ async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
         .unwrap();
     assert_eq!(enabled.status(), Status::Valid);
     assert_eq!(enabled.summary(), "Signing DKIM signatures for this domain");
+    // Signing opens selector1's key and keeps it (the key cache).
+    assert_eq!(signed_with(&f).await, "selector1");
 
     let rotated = f
         .service
@@ -353,6 +355,18 @@ async fn a_full_rotation_waits_for_the_date_and_for_visibility() {
     );
     let config = f.service.config(&d("contoso.com")).await.unwrap();
     assert_eq!(config.slots.signing().unwrap().0, Slot::Selector2);
+    // Mail is signed with the new key at once: the cache holds keys by id, not by domain.
+    assert_eq!(signed_with(&f).await, "selector2");
+    let new_key = &config.slots.get(Slot::Selector2).unwrap();
+    assert_eq!(
+        f.service
+            .signing_key(&new_key.id)
+            .await
+            .unwrap()
+            .public_key()
+            .unwrap(),
+        new_key.public
+    );
     assert!(matches!(
         config.slots.get(Slot::Selector1).unwrap().state,
         KeyState::Retiring { .. }
@@ -531,6 +545,25 @@ async fn the_zone_lists_every_published_key_and_moves_its_serial() {
     assert_eq!(after.records.len(), 1);
     assert!(after.serial > before.serial);
     assert_eq!(f.service.zone_serial().await.unwrap(), after.serial);
+}
+
+/// The selector a message from contoso.com to the outside is signed with now.
+async fn signed_with(f: &Fixture) -> String {
+    let message = b"From: joe@contoso.com\r\nTo: ann@example.org\r\n\r\nHello\r\n";
+    match f
+        .service
+        .sign_message(
+            message,
+            &[d("example.org")],
+            &SigningPolicy::default(),
+            None,
+        )
+        .await
+        .unwrap()
+    {
+        SignOutcome::Signed { selector, .. } => selector,
+        SignOutcome::Unsigned(why) => panic!("not signed: {why}"),
+    }
 }
 
 #[tokio::test]

@@ -3,11 +3,13 @@
 //! spool only when every recipient is delivered or reported, and a DSN is spooled before the
 //! message it reports on is removed, so nothing acknowledged is lost on the way.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::client::{RecipientOutcome, send};
@@ -24,7 +26,15 @@ pub struct DeliveryConfig {
     pub queue_lifetime: Duration,
     /// Per-step timeout of a transaction.
     pub timeout: Duration,
+    /// Most deliveries under way at once.
+    pub parallel: usize,
 }
+
+/// How often the whole spool is looked through for entries that came due (retries, and
+/// entries another process changed: `signet queue flush`). Fresh mail does not wait for it.
+const RESCAN: Duration = Duration::from_secs(5);
+/// How long a stopping worker lets deliveries under way finish.
+const FINISH: Duration = Duration::from_secs(30);
 
 /// Back-off between attempts: 1, 5, 15, 30 minutes, then hourly.
 pub fn retry_delay(attempts: u32) -> Duration {
@@ -38,31 +48,75 @@ pub fn retry_delay(attempts: u32) -> Duration {
     Duration::from_secs(60 * minutes)
 }
 
-/// Delivers until `stop` turns true. `wake` is notified when a new message is spooled.
+/// Delivers until `stop` turns true: up to [`DeliveryConfig::parallel`] messages at once, each
+/// at most once at a time. `fresh` brings the ids of newly spooled messages, due at once; the
+/// rest is found by rescanning the spool.
 pub async fn run(
     spool: Arc<Spool>,
     config: DeliveryConfig,
-    wake: Arc<Notify>,
+    mut fresh: mpsc::UnboundedReceiver<QueueId>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let config = Arc::new(config);
+    let mut queue = DueQueue::default();
+    let mut tasks = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, QueueId> = HashMap::new();
+    let mut next_scan = tokio::time::Instant::now();
     loop {
-        let due = {
+        if tokio::time::Instant::now() >= next_scan {
             let spool = Arc::clone(&spool);
-            tokio::task::spawn_blocking(move || due_messages(&spool))
+            let due = tokio::task::spawn_blocking(move || due_messages(&spool))
                 .await
-                .unwrap_or_default()
-        };
-        for id in due {
-            if *stop.borrow() {
-                return;
-            }
-            attempt(&spool, id, &config).await;
+                .unwrap_or_default();
+            queue.extend(due);
+            next_scan = tokio::time::Instant::now() + RESCAN;
+        }
+        while running.len() < config.parallel.max(1) {
+            let Some(id) = queue.start_next() else { break };
+            let (spool, config) = (Arc::clone(&spool), Arc::clone(&config));
+            let task = tasks.spawn(async move { attempt(&spool, id, &config).await });
+            running.insert(task.id(), id);
         }
         tokio::select! {
-            _ = stop.changed() => return,
-            () = wake.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => break,
+            Some(id) = fresh.recv() => queue.extend([id]),
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let task = done.map_or_else(|e| e.id(), |(task, ())| task);
+                if let Some(id) = running.remove(&task) {
+                    queue.finished(id);
+                }
+            }
+            () = tokio::time::sleep_until(next_scan) => {}
         }
+    }
+    // Let deliveries under way finish: cut off, one could reach the next hop and still be
+    // spooled, and so be delivered twice after the restart.
+    let _ =
+        tokio::time::timeout(FINISH, async { while tasks.join_next().await.is_some() {} }).await;
+}
+
+/// Messages waiting for a delivery slot, and those being delivered; an id is in at most one.
+#[derive(Debug, Default)]
+struct DueQueue {
+    waiting: VecDeque<QueueId>,
+    known: HashSet<QueueId>,
+}
+
+impl DueQueue {
+    fn extend(&mut self, ids: impl IntoIterator<Item = QueueId>) {
+        for id in ids {
+            if self.known.insert(id) {
+                self.waiting.push_back(id);
+            }
+        }
+    }
+
+    fn start_next(&mut self) -> Option<QueueId> {
+        self.waiting.pop_front()
+    }
+
+    fn finished(&mut self, id: QueueId) {
+        self.known.remove(&id);
     }
 }
 

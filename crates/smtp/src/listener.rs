@@ -114,7 +114,7 @@ impl Default for ListenerConfig {
             session: SessionConfig::default(),
             command_timeout: Duration::from_mins(5),
             data_timeout: Duration::from_mins(5),
-            max_sessions_per_ip: 20,
+            max_sessions_per_ip: 50, // Postfix's smtpd_client_connection_count_limit
             tls: None,
         }
     }

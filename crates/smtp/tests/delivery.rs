@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use signet_smtp::delivery::{DeliveryConfig, attempt, retry_delay};
+use signet_smtp::delivery::{DeliveryConfig, attempt, retry_delay, run};
 use signet_smtp::spool::{Envelope, Spool};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -85,6 +85,7 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(120),
         timeout: Duration::from_secs(5),
+        parallel: 1,
     };
     let id = spool
         .store(
@@ -143,6 +144,7 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(2),
+        parallel: 1,
     };
     let fresh = spool
         .store(&envelope(&["ann@example.org"]), MESSAGE)
@@ -174,4 +176,56 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         report.contains("gave up after 1 attempts") && report.contains("Status: 4.4.7"),
         "{report}"
     );
+}
+
+/// The worker: messages spooled before it started (found by its scan) and fresh ones (sent to
+/// it) are all delivered, each exactly once, many at a time; a stop waits for those under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_delivers_each_message_once() {
+    let (address, received) = next_hop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let message = |n: usize| format!("From: joe@contoso.com\r\nSubject: {n}\r\n\r\nbody\r\n");
+    for n in 0..20 {
+        spool
+            .store(&envelope(&["ann@example.org"]), message(n).as_bytes())
+            .unwrap();
+    }
+    let (fresh, fresh_ids) = tokio::sync::mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let config = DeliveryConfig {
+        next_hop: address,
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(1),
+        timeout: Duration::from_secs(5),
+        parallel: 8,
+    };
+    let worker = tokio::spawn(run(Arc::clone(&spool), config, fresh_ids, stopped));
+    for n in 20..40 {
+        let id = spool
+            .store(&envelope(&["ann@example.org"]), message(n).as_bytes())
+            .unwrap();
+        fresh.send(id).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !spool.list().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the spool never emptied"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+    let mut subjects: Vec<usize> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|data| {
+            let line = data.lines().find(|l| l.starts_with("Subject: ")).unwrap();
+            line["Subject: ".len()..].parse().unwrap()
+        })
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, (0..40).collect::<Vec<_>>());
 }

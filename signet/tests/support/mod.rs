@@ -387,6 +387,12 @@ impl Server {
         status.code()
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
