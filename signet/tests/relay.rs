@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{Signet, free_port, wait_for};
+use support::{Knot, Signet, Unbound, customer_zone, dig, free_port, txt_values, wait_for};
 
 /// Postfix's smtp-sink on 127.0.0.1, dumping each message into `dir`.
 struct SmtpSink {
@@ -19,8 +19,14 @@ struct SmtpSink {
 
 impl SmtpSink {
     fn start(dir: &Path) -> SmtpSink {
-        let port = free_port();
+        SmtpSink::start_on(dir, free_port(), &[])
+    }
+
+    /// On `port`, with more smtp-sink options (`-r RCPT`: answer RCPT with 4xx; `-f RCPT`: 5xx;
+    /// `-n 1`: exit after one session).
+    fn start_on(dir: &Path, port: u16, options: &[&str]) -> SmtpSink {
         let child = Command::new("smtp-sink")
+            .args(options)
             .args(["-u", "root", "-d"])
             .arg(format!("{}/%M.", dir.display()))
             .arg(format!("127.0.0.1:{port}"))
@@ -105,13 +111,18 @@ struct Gateway {
     dns_port: u16,
     relay_port: u16,
     submission_port: u16,
-    _sink: SmtpSink,
+    sink: SmtpSink,
 }
 
 fn relay() -> Gateway {
+    relay_with("127.0.0.1:9", free_port())
+}
+
+/// As [`relay`], with signet's resolver and DNS port chosen by the caller.
+fn relay_with(resolver: &str, dns_port: u16) -> Gateway {
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(sink_dir.path());
-    let signet = Signet::with_tenant("127.0.0.1:9");
+    let signet = Signet::with_tenant(resolver);
     signet
         .run(&["domain", "add", "contoso", "contoso.com"])
         .ok();
@@ -124,7 +135,7 @@ fn relay() -> Gateway {
         ),
     );
     std::fs::write(&toml, text).unwrap();
-    let (dns_port, relay_port, submission_port) = (free_port(), free_port(), free_port());
+    let (relay_port, submission_port) = (free_port(), free_port());
     let server = serve(&signet, dns_port, relay_port, submission_port);
     Gateway {
         signet,
@@ -133,7 +144,7 @@ fn relay() -> Gateway {
         dns_port,
         relay_port,
         submission_port,
-        _sink: sink,
+        sink,
     }
 }
 
@@ -574,7 +585,7 @@ fn a_crash_loses_no_acknowledged_message() {
         dns_port,
         relay_port,
         submission_port,
-        _sink,
+        sink: _sink,
     } = relay();
     signet
         .run(&[
@@ -662,4 +673,294 @@ fn a_crash_loses_no_acknowledged_message() {
     wait_for(Duration::from_secs(30), "an empty queue", || {
         signet.run(&["queue", "list"]).ok().lines().count() <= 2
     });
+}
+
+/// The DKIM-Signature's `d=` and `s=` in a delivered message, or `None` when it has none.
+fn signed_as(message: &[u8]) -> Option<(String, String)> {
+    let text = String::from_utf8_lossy(message)
+        .replace("\n\t", " ")
+        .replace("\n ", " ");
+    let header = text.lines().find(|l| l.starts_with("DKIM-Signature:"))?;
+    let tag = |name: &str| {
+        header
+            .split(';')
+            .map(str::trim)
+            .find_map(|t| t.strip_prefix(name).map(str::to_string))
+            .unwrap()
+    };
+    Some((tag("d="), tag("s=")))
+}
+
+fn crlf(message: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(message)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
+}
+
+/// Runs a peer wrapper from tests/peers; true when it exits 0 (its "pass").
+fn peer(program: &str, script: &str, args: &[&Path], stdin: &[u8]) -> (bool, String) {
+    let mut child = Command::new(program)
+        .arg(format!(
+            "{}/../tests/peers/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+/// Checks a delivered message with every verifier that handles its algorithm, keys found
+/// through `resolver`; returns its `d=` and `s=`, or `None` for internal (unsigned) mail.
+fn verify_everywhere(resolver: &Unbound, delivered: &[u8]) -> Option<(String, String)> {
+    let text = String::from_utf8_lossy(delivered).into_owned();
+    let Some((domain, selector)) = signed_as(delivered) else {
+        assert!(
+            text.contains("Subject: internal"),
+            "only internal mail is unsigned: {text}"
+        );
+        return None;
+    };
+    let message = crlf(delivered);
+    let (ok, said) = peer(
+        "python3",
+        "dkimpy_verify_dns.py",
+        &[Path::new(&resolver.address())],
+        &message,
+    );
+    assert!(ok, "dkimpy d={domain} s={selector}: {said}\n{text}");
+    if !text.contains("a=ed25519-sha256") {
+        // OpenDKIM and Mail::DKIM read the key from a table filled from the resolver's answer.
+        let name = format!("{selector}._domainkey.{domain}");
+        let value = txt_values(&dig(resolver.port, &["+short", "TXT", &name])).concat();
+        assert!(value.starts_with("v=DKIM1; k=rsa; p="), "{name}: {value}");
+        let work = tempfile::tempdir().unwrap();
+        let records = work.path().join("records.txt");
+        std::fs::write(&records, format!("{name} {value}\n")).unwrap();
+        let file = work.path().join("message.eml");
+        std::fs::write(&file, &message).unwrap();
+        let (ok, said) = peer("sh", "opendkim_verify.sh", &[&records, &file], b"");
+        assert!(ok, "OpenDKIM d={domain} s={selector}: {said}");
+        let (ok, said) = peer("perl", "maildkim_verify.pl", &[&records], &message);
+        assert!(ok, "Mail::DKIM d={domain} s={selector}: {said}");
+    }
+    Some((domain, selector))
+}
+
+/// What the relay delivers verifies in dkimpy, OpenDKIM and Mail::DKIM, each finding the key as
+/// a verifier on the internet does: the customer's CNAME (in Knot) leads into signet's key
+/// zone, through a recursive resolver (Unbound). Enabled custom domain: `d=contoso.com`; a
+/// domain not enabled: `d=<initial domain>`; Ed25519 (dkimpy only: Debian's Mail::DKIM has no
+/// Ed25519, and OpenDKIM's is broken for simple header canonicalization, so it is left to
+/// dkimpy as the issue asks); mail inside the organisation goes out unsigned.
+#[test]
+fn every_verifier_passes_what_the_relay_delivers() {
+    const ZONE: &str = "dkim.example.net";
+    const INITIAL: &str = "contoso.dkim.example.net";
+    let cname = |slot: &str| format!("{slot}-contoso-com._domainkey.contoso.{ZONE}.");
+    let customer = Knot::start(&[(
+        "contoso.com",
+        customer_zone(
+            "contoso.com",
+            &[
+                ("selector1._domainkey", "CNAME", &cname("selector1")),
+                ("selector2._domainkey", "CNAME", &cname("selector2")),
+            ],
+        ),
+    )]);
+    let dns_port = free_port();
+    let resolver = Unbound::start(&[("contoso.com", customer.port), (ZONE, dns_port)]);
+    let gateway = relay_with(&resolver.address(), dns_port);
+    let signet = &gateway.signet;
+    for command in [
+        &[
+            "connector",
+            "add",
+            "contoso",
+            "lan",
+            "--from",
+            "127.0.0.1/32",
+        ][..],
+        &["dkim", "set", "contoso.com", "--enabled", "true"],
+        &["domain", "add", "contoso", "northwind.com"],
+        &["domain", "add", "contoso", "ed.contoso.com"],
+        &["dkim", "remove", "ed.contoso.com"],
+        &[
+            "dkim",
+            "new",
+            "ed.contoso.com",
+            "--algorithm",
+            "ed25519-sha256",
+        ],
+    ] {
+        signet.run(command).ok();
+    }
+    let senders = [
+        (
+            "joe@contoso.com",
+            "ann@example.org",
+            "contoso.com",
+            "selector1",
+        ),
+        (
+            "joe@northwind.com",
+            "ann@example.org",
+            INITIAL,
+            "selector1-northwind-com",
+        ),
+        (
+            "joe@ed.contoso.com",
+            "ann@example.org",
+            INITIAL,
+            "selector1-ed-contoso-com",
+        ),
+    ];
+    let message = signet.dir.path().join("message.eml");
+    for (n, (from, to, _, _)) in senders.iter().enumerate() {
+        std::fs::write(&message, format!("From: Joe <{from}>\r\nTo: {to}\r\nSubject: report {n}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m{n}@contoso.com>\r\n\r\nThe numbers.\r\n")).unwrap();
+        let said = swaks(gateway.relay_port, from, to, &message);
+        assert!(said.contains("250 2.0.0"), "{said}");
+    }
+    std::fs::write(
+        &message,
+        "From: joe@contoso.com\r\nTo: ann@northwind.com\r\nSubject: internal\r\n\r\nlunch?\r\n",
+    )
+    .unwrap();
+    let said = swaks(
+        gateway.relay_port,
+        "joe@contoso.com",
+        "ann@northwind.com",
+        &message,
+    );
+    assert!(said.contains("250 2.0.0"), "{said}");
+    wait_for(Duration::from_secs(10), "four messages at the sink", || {
+        dumped(gateway.sink_dir.path()).len() == 4
+    });
+
+    let mut signed: Vec<(String, String)> = dumped(gateway.sink_dir.path())
+        .iter()
+        .filter_map(|delivered| verify_everywhere(&resolver, delivered))
+        .collect();
+    signed.sort();
+    let mut expected: Vec<(String, String)> = senders
+        .iter()
+        .map(|(_, _, d, s)| ((*d).to_string(), (*s).to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(signed, expected);
+}
+
+/// The next hop refuses for a while (4xx: the message waits and goes out once it accepts) or
+/// for good (5xx: the sender gets an RFC 3464 DSN, delivered like any other mail).
+#[test]
+fn deferred_mail_is_retried_and_refused_mail_bounces() {
+    let gateway = relay();
+    let signet = &gateway.signet;
+    signet
+        .run(&[
+            "connector",
+            "add",
+            "contoso",
+            "lan",
+            "--from",
+            "127.0.0.1/32",
+        ])
+        .ok();
+    let sink_port = gateway.sink.port;
+    drop(gateway.sink); // replaced below by sinks that misbehave on purpose
+    let message = signet.dir.path().join("message.eml");
+    let queued = || {
+        signet
+            .run(&["queue", "list"])
+            .ok()
+            .lines()
+            .count()
+            .saturating_sub(2)
+    };
+    let log = || gateway.server.log_text();
+
+    // 4xx: deferred and kept; delivered once the next hop takes it (flush: no waiting a minute).
+    let dir = tempfile::tempdir().unwrap();
+    let refusing = SmtpSink::start_on(dir.path(), sink_port, &["-r", "RCPT", "-n", "1"]);
+    std::fs::write(
+        &message,
+        "From: joe@contoso.com\r\nTo: ann@example.org\r\nSubject: later\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    assert!(
+        swaks(
+            gateway.relay_port,
+            "joe@contoso.com",
+            "ann@example.org",
+            &message
+        )
+        .contains("250 2.0.0")
+    );
+    wait_for(Duration::from_secs(10), "a deferral", || {
+        log().contains("deferred:")
+    });
+    assert_eq!(queued(), 1, "{}", signet.run(&["queue", "list"]).ok());
+    drop(refusing);
+    let sink = SmtpSink::start_on(gateway.sink_dir.path(), sink_port, &[]);
+    signet.run(&["queue", "flush"]).ok();
+    wait_for(
+        Duration::from_secs(15),
+        "the retried message at the sink",
+        || dumped(gateway.sink_dir.path()).len() == 1,
+    );
+    wait_for(Duration::from_secs(5), "an empty queue", || queued() == 0);
+    drop(sink);
+
+    // 5xx: a DSN to the sender, which the (now willing) next hop receives.
+    let refusing = SmtpSink::start_on(dir.path(), sink_port, &["-f", "RCPT", "-n", "1"]);
+    std::fs::write(&message, "From: joe@contoso.com\r\nTo: nobody@example.org\r\nSubject: never\r\nMessage-ID: <never@contoso.com>\r\n\r\nx\r\n").unwrap();
+    assert!(
+        swaks(
+            gateway.relay_port,
+            "joe@contoso.com",
+            "nobody@example.org",
+            &message
+        )
+        .contains("250 2.0.0")
+    );
+    wait_for(Duration::from_secs(10), "a refusal", || {
+        log().contains("DSN queued for joe@contoso.com")
+    });
+    drop(refusing);
+    let _sink = SmtpSink::start_on(gateway.sink_dir.path(), sink_port, &[]);
+    signet.run(&["queue", "flush"]).ok();
+    wait_for(Duration::from_secs(15), "the DSN at the sink", || {
+        dumped(gateway.sink_dir.path()).len() == 2
+    });
+    let dsn = dumped(gateway.sink_dir.path())
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .find(|m| m.contains("Subject: Undelivered Mail Returned to Sender"))
+        .expect("a DSN at the sink");
+    for expected in [
+        "X-Mail-Args: <>",
+        "X-Rcpt-Args: <joe@contoso.com>",
+        "report-type=delivery-status",
+        "Final-Recipient: rfc822; nobody@example.org",
+        "Action: failed",
+        "Status: 5.0.0",
+        "Message-ID: <never@contoso.com>",
+    ] {
+        assert!(
+            dsn.contains(expected),
+            "{expected} missing from the DSN:\n{dsn}"
+        );
+    }
+    wait_for(Duration::from_secs(5), "an empty queue", || queued() == 0);
 }
