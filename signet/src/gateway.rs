@@ -12,8 +12,8 @@ use signet_app::{AppError, SignOutcome, SigningPolicy};
 use signet_keys::{DomainName, TenantName};
 use signet_smtp::spool::{Envelope, QueueId, Spool};
 use signet_smtp::{
-    Admission, AuthAvailability, Client, Credentials, Listener, ListenerConfig, MailFrom, Policy,
-    RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
+    Admission, AuthAvailability, Client, Counter, Counters, Credentials, Listener, ListenerConfig,
+    MailFrom, Policy, RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -40,11 +40,13 @@ pub async fn spawn(
         Arc::new(Spool::open(config.data_dir.join("spool")).context("cannot open the spool")?);
     let (fresh, fresh_ids) = mpsc::unbounded_channel();
     let hostname = config.smtp.hostname.clone();
+    let counters = Arc::new(Counters::default());
     let sink = Arc::new(SigningSink {
         service: Arc::clone(&service),
         spool: Arc::clone(&spool),
         fresh,
         hostname: hostname.clone(),
+        counters: Arc::clone(&counters),
     });
     let session = SessionConfig {
         hostname: hostname.clone(),
@@ -53,6 +55,7 @@ pub async fn spawn(
     let relay = Listener::new(
         ListenerConfig {
             session: session.clone(),
+            counters: Arc::clone(&counters),
             ..ListenerConfig::default()
         },
         Arc::new(ConnectorPolicy {
@@ -65,6 +68,7 @@ pub async fn spawn(
         ListenerConfig {
             session,
             tls: Some(tls),
+            counters: Arc::clone(&counters),
             ..ListenerConfig::default()
         },
         Arc::new(SubmissionPolicy {
@@ -87,12 +91,41 @@ pub async fn spawn(
         ),
         timeout: Duration::from_mins(1),
         parallel: DELIVERY_PARALLEL,
+        counters: Arc::clone(&counters),
     };
-    let worker = tokio::spawn(signet_smtp::delivery::run(spool, delivery, fresh_ids, stop));
+    let worker = tokio::spawn(signet_smtp::delivery::run(
+        spool,
+        delivery,
+        fresh_ids,
+        stop.clone(),
+    ));
+    let reporter = tokio::spawn(report_counters(counters, stop));
     info!(%relay_listen, "relay: accepting from connector networks");
     info!(%submission_listen, "submission: STARTTLS, then AUTH with a connector login");
     info!(%smart_host, "delivery: to the smart host");
-    Ok(tasks.into_iter().chain([worker]).collect())
+    Ok(tasks.into_iter().chain([worker, reporter]).collect())
+}
+
+/// How often the counters are logged (when they moved).
+const COUNTERS_EVERY: Duration = Duration::from_mins(1);
+
+/// Logs the counters once a minute when they changed, and once more when stopping.
+async fn report_counters(counters: Arc<Counters>, mut stop: watch::Receiver<bool>) {
+    let mut last = counters.snapshot();
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.wait_for(|s| *s) => true,
+            () = tokio::time::sleep(COUNTERS_EVERY) => false,
+        };
+        let now = counters.snapshot();
+        if now != last || stopping {
+            info!("counters: {now}");
+            last = now;
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 async fn run_listener<P: Policy, S: Sink>(
@@ -267,6 +300,7 @@ struct SigningSink {
     spool: Arc<Spool>,
     /// Tells the delivery worker about each new entry, so it goes out at once.
     fresh: mpsc::UnboundedSender<QueueId>,
+    counters: Arc<Counters>,
     hostname: String,
 }
 
@@ -302,6 +336,7 @@ impl Sink for SigningSink {
                 domain,
                 selector,
             } => {
+                self.counters.count(Counter::Signed);
                 let mut data =
                     Vec::with_capacity(header.len() + received.len() + message.data.len());
                 data.extend_from_slice(header.as_bytes());

@@ -92,7 +92,13 @@ async fn refresh_zone(
 async fn schedule(config: Config, service: Arc<Signet>, mut stop: watch::Receiver<bool>) {
     let pause = scheduler_pause(&config);
     loop {
-        match service.tick().await {
+        // A pass may wait on slow DNS; a stop does not wait for it. Dropping the pass mid-way is
+        // safe: each change it makes is its own transaction, and an unfinished one rolls back.
+        let pass = tokio::select! {
+            _ = stop.changed() => return,
+            pass = service.tick() => pass,
+        };
+        match pass {
             Ok(report) => {
                 for event in report.events {
                     info!("scheduler: {event}");

@@ -224,6 +224,16 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         signet.run(&["queue", "list"]).ok().lines().count() <= 2,
         "the queue is empty again"
     );
+    // The counters, logged when signet stops: two refusals at RCPT, one message through.
+    let log_path = relay.server.log.clone();
+    assert_eq!(relay.server.stop(), Some(0));
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains(
+            "counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"
+        ),
+        "{log}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::client::{RecipientOutcome, send};
+use crate::counters::{Counter, Counters};
 use crate::spool::{Envelope, QueueId, Spool};
 
 /// Where and how to deliver.
@@ -28,6 +29,8 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     /// Most deliveries under way at once.
     pub parallel: usize,
+    /// Where delivered, deferred and bounced recipients are counted.
+    pub counters: Arc<Counters>,
 }
 
 /// How often the whole spool is looked through for entries that came due (retries, and
@@ -158,6 +161,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
     for (recipient, outcome) in outcomes {
         match outcome {
             RecipientOutcome::Delivered => {
+                config.counters.count(Counter::Delivered);
                 info!(%id, %recipient, next_hop = %config.next_hop, "delivered");
             }
             RecipientOutcome::Deferred(why) if expired => failed.push(Failed {
@@ -166,6 +170,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
                 permanent: false,
             }),
             RecipientOutcome::Deferred(why) => {
+                config.counters.count(Counter::Deferred);
                 info!(%id, %recipient, "deferred: {why}");
                 deferred.push(recipient);
             }
@@ -182,6 +187,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
         let spool = spool_for_blocking;
         if !failed.is_empty() {
             for f in &failed {
+                config.counters.count(Counter::Bounced);
                 warn!(%id, recipient = %f.recipient, "failed: {}", f.reason);
             }
             if envelope.sender.is_empty() {

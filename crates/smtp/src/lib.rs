@@ -26,6 +26,7 @@
 //! ```
 
 pub mod client;
+pub mod counters;
 pub mod data;
 pub mod delivery;
 mod error;
@@ -34,6 +35,7 @@ mod reply;
 mod session;
 pub mod spool;
 
+pub use counters::{Counter, Counters};
 pub use error::Error;
 pub use listener::{Admission, Client, Listener, ListenerConfig, Policy, Sink, SpoolSink};
 pub use reply::Reply;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::counters::{Counter, Counters};
 use crate::error::Error;
 use crate::reply::Reply;
 use crate::session::{
@@ -106,6 +107,8 @@ pub struct ListenerConfig {
     pub max_sessions_per_ip: usize,
     /// The TLS configuration; STARTTLS is offered when set.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Where accepted messages and refusals are counted.
+    pub counters: Arc<Counters>,
 }
 
 impl Default for ListenerConfig {
@@ -116,6 +119,7 @@ impl Default for ListenerConfig {
             data_timeout: Duration::from_mins(5),
             max_sessions_per_ip: 50, // Postfix's smtpd_client_connection_count_limit
             tls: None,
+            counters: Arc::default(),
         }
     }
 }
@@ -166,6 +170,11 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             sink,
             limiter,
         }
+    }
+
+    /// The configuration it runs with (its counters among it).
+    pub fn config(&self) -> &ListenerConfig {
+        &self.config
     }
 
     /// Accepts connections for ever, one task per session. Stop it by dropping or aborting the
@@ -340,7 +349,10 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             Event::Message(message) => {
                 connection.sender = None;
                 match self.sink.message(client, message).await {
-                    Ok(id) => return session.accept_message(&id.to_string()),
+                    Ok(id) => {
+                        self.config.counters.count(Counter::Accepted);
+                        return session.accept_message(&id.to_string());
+                    }
                     Err(reply) => Err(reply),
                 }
             }
@@ -348,7 +360,12 @@ impl<P: Policy, S: Sink> Listener<P, S> {
         };
         match verdict {
             Ok(()) => session.accept(),
-            Err(reply) => session.reject(reply),
+            Err(reply) => {
+                if reply.code() >= 500 {
+                    self.config.counters.count(Counter::Refused);
+                }
+                session.reject(reply);
+            }
         }
     }
 }

@@ -86,6 +86,7 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
         queue_lifetime: Duration::from_hours(120),
         timeout: Duration::from_secs(5),
         parallel: 1,
+        counters: Arc::default(),
     };
     let id = spool
         .store(
@@ -127,6 +128,12 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
         !report.contains("ann@example.org"),
         "delivered recipients are not reported"
     );
+    let counted = config.counters.snapshot();
+    assert_eq!(
+        (counted.delivered, counted.deferred, counted.bounced),
+        (1, 1, 1),
+        "{counted}"
+    );
 }
 
 #[tokio::test]
@@ -145,6 +152,7 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(2),
         parallel: 1,
+        counters: Arc::default(),
     };
     let fresh = spool
         .store(&envelope(&["ann@example.org"]), MESSAGE)
@@ -199,6 +207,7 @@ async fn the_worker_delivers_each_message_once() {
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(5),
         parallel: 8,
+        counters: Arc::default(),
     };
     let worker = tokio::spawn(run(Arc::clone(&spool), config, fresh_ids, stopped));
     for n in 20..40 {

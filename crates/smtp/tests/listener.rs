@@ -53,7 +53,8 @@ const MESSAGE: &str = "From: joe@example.com\r\nSubject: hello\r\n\r\nHi.\r\n";
 #[tokio::test]
 async fn a_relay_client_gets_its_message_spooled() {
     let (_directory, spool) = spool();
-    let (mut client, task) = greeted(&listener(&spool), peer("10.1.2.3")).await;
+    let listener = listener(&spool);
+    let (mut client, task) = greeted(&listener, peer("10.1.2.3")).await;
     assert!(
         client
             .command("EHLO relay.example")
@@ -85,6 +86,7 @@ async fn a_relay_client_gets_its_message_spooled() {
     let ids = spool.list().unwrap();
     assert_eq!(ids.len(), 1);
     assert!(queued.contains(&ids[0].to_string()));
+    assert_eq!(listener.config().counters.snapshot().accepted, 1);
     let (envelope, data) = spool.load(ids[0]).unwrap();
     assert_eq!(data, MESSAGE.as_bytes());
     assert_eq!(envelope.tenant, "contoso");
@@ -174,7 +176,8 @@ async fn every_command() {
 #[tokio::test]
 async fn never_an_open_relay() {
     let (_directory, spool) = spool();
-    let (mut client, task) = greeted(&listener(&spool), peer("192.0.2.7")).await;
+    let listener = listener(&spool);
+    let (mut client, task) = greeted(&listener, peer("192.0.2.7")).await;
     client.command("EHLO stranger.example").await;
     assert_eq!(
         client.command("MAIL FROM:<joe@example.com>").await,
@@ -188,6 +191,8 @@ async fn never_an_open_relay() {
     client.command("QUIT").await;
     task.await.unwrap().unwrap();
     assert!(spool.list().unwrap().is_empty());
+    let counted = listener.config().counters.snapshot();
+    assert_eq!((counted.refused, counted.accepted), (1, 0), "{counted}");
 }
 
 #[tokio::test]
