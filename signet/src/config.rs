@@ -80,6 +80,10 @@ struct RawSmtp {
     tls_certificate: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     plaintext_auth_on_loopback: Option<bool>,
+    smart_host_tls: Option<String>,
+    smart_host_ca: Option<PathBuf>,
+    smart_host_login: Option<String>,
+    smart_host_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,10 +119,28 @@ pub struct SmtpSettings {
     pub plaintext_auth_on_loopback: bool,
     /// Where accepted mail goes (`host:port`); without it no relay is started.
     pub smart_host: Option<String>,
+    /// STARTTLS towards the smart host.
+    pub smart_host_tls: SmartHostTls,
+    /// CA certificates (PEM) that a `required` smart host's certificate must chain to; default:
+    /// the system's.
+    pub smart_host_ca: Option<PathBuf>,
+    /// A login for AUTH at the smart host: the user, and the file holding the password.
+    pub smart_host_login: Option<(String, PathBuf)>,
     /// This host's name in EHLO, `Received:` and DSNs.
     pub hostname: String,
     /// How long a message may wait in the queue before it bounces.
     pub queue_lifetime: Span,
+}
+
+/// STARTTLS towards the smart host (Postfix's `smtp_tls_security_level`, roughly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmartHostTls {
+    /// Plain SMTP.
+    Off,
+    /// STARTTLS when offered, certificate not checked (Postfix `may`).
+    Opportunistic,
+    /// STARTTLS or no delivery, with a certificate that verifies (Postfix `secure`).
+    Required,
 }
 
 /// Where the submission listener's certificate and key are.
@@ -289,7 +311,30 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
         }
         None => None,
     };
+    let smart_host_tls = match raw.smart_host_tls.as_deref() {
+        None | Some("opportunistic") => SmartHostTls::Opportunistic,
+        Some("off") => SmartHostTls::Off,
+        Some("required") => SmartHostTls::Required,
+        Some(other) => {
+            bail!("[smtp] smart_host_tls: '{other}' is not one of off, opportunistic, required")
+        }
+    };
+    let smart_host_login = match (raw.smart_host_login, raw.smart_host_password_file) {
+        (Some(user), Some(file)) => Some((user, data_dir.join(file))),
+        (None, None) => None,
+        _ => bail!(
+            "[smtp] smart_host_login and smart_host_password_file go together: set both or neither"
+        ),
+    };
+    if smart_host_login.is_some() && smart_host_tls == SmartHostTls::Off {
+        bail!(
+            "[smtp] smart_host_login needs smart_host_tls: a password is never sent in the clear"
+        );
+    }
     Ok(SmtpSettings {
+        smart_host_tls,
+        smart_host_ca: raw.smart_host_ca.map(|file| data_dir.join(file)),
+        smart_host_login,
         relay_listen: address(
             raw.relay_listen.as_deref().unwrap_or("127.0.0.1:2525"),
             25,
@@ -396,6 +441,10 @@ check_interval = "1h"  # how often CNAMEs are re-checked
 relay_listen = "127.0.0.1:2525"
 submission_listen = "127.0.0.1:2587"
 # smart_host = "mail.example.net:25"   # where signed mail goes (delivery to MX: not yet)
+# smart_host_tls = "opportunistic"     # off | opportunistic (STARTTLS if offered) | required
+# smart_host_ca = "smart-host-ca.pem"  # for required: CAs to trust; default: the system's
+# smart_host_login = "relay-user"      # AUTH PLAIN after STARTTLS, with the password in
+# smart_host_password_file = "smart-host.password"   # this file (mode 0600)
 # hostname = "signet.example.net"      # EHLO, Received:, DSNs; default: this machine's name
 queue_lifetime = "5d"                  # then undeliverable mail bounces to its sender
 # tls_certificate = "/etc/ssl/signet.pem"   # submission STARTTLS (PEM chain; relative to this
@@ -446,6 +495,22 @@ mod tests {
             (
                 "key_zone = \"a.example\"\n[resolver]\nnameservers = [\"dns.google\"]",
                 "[resolver] nameservers",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\nsmart_host_tls = \"always\"",
+                "not one of off, opportunistic, required",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\nsmart_host_login = \"u\"",
+                "go together",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\nsmart_host_tls = \"off\"\nsmart_host_login = \"u\"\nsmart_host_password_file = \"p\"",
+                "never sent in the clear",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\ntls_key = \"k.pem\"",
+                "tls_certificate and tls_key go together",
             ),
         ] {
             let err = format!("{:#}", Config::parse(Path::new("/d"), text).unwrap_err());

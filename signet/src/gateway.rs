@@ -84,7 +84,7 @@ pub async fn spawn(
         run_listener(submission, submission_listen, stop.clone()).await?,
     ];
     let delivery = signet_smtp::delivery::DeliveryConfig {
-        next_hop: smart_host.clone(),
+        next_hop: crate::tls::next_hop(&config.smtp, &smart_host)?,
         hostname,
         queue_lifetime: Duration::from_secs(
             u64::try_from(config.smtp.queue_lifetime.seconds()).unwrap_or(0),

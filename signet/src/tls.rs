@@ -1,4 +1,6 @@
-//! The submission listener's TLS: the operator's certificate (`[smtp] tls_certificate`,
+//! TLS at both ends of the gateway. Towards the smart host: opportunistic (encrypt, do not
+//! check) or required (a certificate that verifies against `smart_host_ca` or the system's
+//! roots). For the submission listener: the operator's certificate (`[smtp] tls_certificate`,
 //! `tls_key`, PEM), or else a self-signed one that signet makes once for its hostname and keeps
 //! in the data directory — enough for a client that is told to trust it, or for opportunistic
 //! STARTTLS, and replaced by a real one by setting the two paths.
@@ -12,10 +14,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use signet_smtp::client::{NextHop, NextHopTls};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tracing::info;
 
-use crate::config::TlsFiles;
+use crate::config::{SmartHostTls, SmtpSettings, TlsFiles};
 
 /// The rustls configuration for STARTTLS, making the self-signed certificate first if needed.
 pub fn server_config(files: &TlsFiles, hostname: &str) -> Result<Arc<ServerConfig>> {
@@ -60,13 +63,83 @@ pub fn server_config(files: &TlsFiles, hostname: &str) -> Result<Arc<ServerConfi
     Ok(Arc::new(config))
 }
 
+/// How the delivery worker reaches the smart host: TLS as configured, and the login with its
+/// password read from its file (which, like a key, must not be readable by others).
+pub fn next_hop(smtp: &SmtpSettings, address: &str) -> Result<NextHop> {
+    let tls = match smtp.smart_host_tls {
+        SmartHostTls::Off => NextHopTls::Off,
+        SmartHostTls::Opportunistic => NextHopTls::Opportunistic(
+            signet_smtp::client::opportunistic_tls().context("TLS towards the smart host")?,
+        ),
+        SmartHostTls::Required => {
+            NextHopTls::Required(verified_client(smtp.smart_host_ca.as_deref())?)
+        }
+    };
+    let login = match &smtp.smart_host_login {
+        Some((user, file)) => {
+            refuse_readable(file, "[smtp] smart_host_password_file")?;
+            let text = zeroize::Zeroizing::new(fs::read_to_string(file).with_context(|| {
+                format!(
+                    "[smtp] smart_host_password_file: cannot read {}",
+                    file.display()
+                )
+            })?);
+            let password = zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+            if password.is_empty() {
+                bail!(
+                    "[smtp] smart_host_password_file {} is empty",
+                    file.display()
+                );
+            }
+            Some((user.clone(), password))
+        }
+        None => None,
+    };
+    Ok(NextHop {
+        address: address.to_string(),
+        tls,
+        login,
+    })
+}
+
+/// A client that checks the certificate chain and host name against `ca` or the system roots.
+fn verified_client(ca: Option<&Path>) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    if let Some(ca) = ca {
+        for certificate in CertificateDer::pem_file_iter(ca)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .with_context(|| format!("[smtp] smart_host_ca: cannot read {}", ca.display()))?
+        {
+            roots.add(certificate).with_context(|| {
+                format!(
+                    "[smtp] smart_host_ca: a bad certificate in {}",
+                    ca.display()
+                )
+            })?;
+        }
+    } else {
+        let found = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(found.certs);
+    }
+    if roots.is_empty() {
+        bail!(
+            "[smtp] smart_host_tls = \"required\" but no CA certificate was found (set smart_host_ca)"
+        );
+    }
+    signet_smtp::client::verified_tls(roots).context("TLS towards the smart host")
+}
+
 /// A private key others can read is refused, as the master key is.
 fn refuse_readable_key(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path)
-        .with_context(|| format!("[smtp] tls_key: cannot read {}", path.display()))?;
+    refuse_readable(path, "[smtp] tls_key")
+}
+
+fn refuse_readable(path: &Path, setting: &str) -> Result<()> {
+    let meta =
+        fs::metadata(path).with_context(|| format!("{setting}: cannot read {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         bail!(
-            "[smtp] tls_key {} is readable by other users (mode {:o}); run `chmod 600 {}`",
+            "{setting} {} is readable by other users (mode {:o}); run `chmod 600 {}`",
             path.display(),
             meta.permissions().mode() & 0o777,
             path.display()

@@ -229,9 +229,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
     assert_eq!(relay.server.stop(), Some(0));
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(
-        log.contains(
-            "counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"
-        ),
+        log.contains("counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"),
         "{log}"
     );
 }

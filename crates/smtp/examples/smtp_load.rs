@@ -52,7 +52,11 @@ fn options() -> Result<Options, String> {
 }
 
 #[tokio::main]
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)] // statistics
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)] // statistics
 async fn main() {
     let options = match options() {
         Ok(options) => Arc::new(options),
@@ -136,10 +140,7 @@ async fn send(options: &Options, n: usize) -> Result<Duration, String> {
         .write_all(&message(options, n))
         .await
         .map_err(|e| e.to_string())?;
-    write
-        .write_all(b".\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
+    write.write_all(b".\r\n").await.map_err(|e| e.to_string())?;
     let end_of_data = Instant::now();
     expect(&mut read, "250").await?;
     let latency = end_of_data.elapsed();

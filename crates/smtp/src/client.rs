@@ -1,10 +1,167 @@
 //! The sending side: one SMTP transaction to a next hop (a smart host), reporting what happened
-//! to each recipient. Plain TCP; STARTTLS and AUTH towards the smart host come later.
+//! to each recipient. STARTTLS when the next hop offers it (or always, verified, when required),
+//! and AUTH PLAIN with the configured login — only ever over TLS.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{
+    CryptoProvider, verify_tls12_signature, verify_tls13_signature,
+};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use zeroize::Zeroizing;
+
+/// How to reach the next hop.
+#[derive(Clone)]
+pub struct NextHop {
+    /// `host:port`.
+    pub address: String,
+    pub tls: NextHopTls,
+    /// A login for AUTH PLAIN, sent only once TLS is up.
+    pub login: Option<(String, Zeroizing<String>)>,
+}
+
+/// TLS towards the next hop.
+#[derive(Clone, Debug)]
+pub enum NextHopTls {
+    /// Plain SMTP (a next hop on the same machine or network).
+    Off,
+    /// STARTTLS when offered, without checking the certificate (as Postfix's `may`): protects
+    /// against listening, not against an active attacker.
+    Opportunistic(Arc<ClientConfig>),
+    /// STARTTLS or no delivery, and the certificate must verify for the host name (Postfix's
+    /// `secure`).
+    Required(Arc<ClientConfig>),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A client configuration for [`NextHopTls::Required`]: the chain must lead to one of `roots`
+/// and name the host.
+pub fn verified_tls(
+    roots: RootCertStore,
+) -> Result<Arc<ClientConfig>, tokio_rustls::rustls::Error> {
+    Ok(Arc::new(
+        ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// A client configuration for [`NextHopTls::Opportunistic`]: encrypts without checking who
+/// answers.
+pub fn opportunistic_tls() -> Result<Arc<ClientConfig>, tokio_rustls::rustls::Error> {
+    let provider = provider();
+    Ok(Arc::new(
+        ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    ))
+}
+
+/// Accepts any certificate, but still checks that the server holds its key (the handshake
+/// signatures), as opportunistic TLS does.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, tokio_rustls::rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, tokio_rustls::rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl NextHop {
+    /// Plain SMTP to `address`, no login.
+    pub fn plain(address: impl Into<String>) -> NextHop {
+        NextHop {
+            address: address.into(),
+            tls: NextHopTls::Off,
+            login: None,
+        }
+    }
+
+    fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+}
+
+impl std::fmt::Debug for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tls = match self.tls {
+            NextHopTls::Off => "off",
+            NextHopTls::Opportunistic(_) => "opportunistic",
+            NextHopTls::Required(_) => "required",
+        };
+        f.debug_struct("NextHop")
+            .field("address", &self.address)
+            .field("tls", &tls)
+            .field("login", &self.login.as_ref().map(|(user, _)| user))
+            .finish()
+    }
+}
+
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address)
+    }
+}
 
 /// What a delivery attempt did for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +173,10 @@ pub enum RecipientOutcome {
     Failed(String),
 }
 
-/// Sends `message` from `sender` to `recipients` through `next_hop` (`host:port`).
+/// Sends `message` from `sender` to `recipients` through `next_hop`.
 /// Every recipient gets an outcome; a connection-level problem defers them all.
 pub async fn send(
-    next_hop: &str,
+    next_hop: &NextHop,
     helo: &str,
     sender: &str,
     recipients: &[String],
@@ -39,7 +196,7 @@ pub async fn send(
         Ok(Err(why)) => all(recipients, &why),
         Err(_) => all(
             recipients,
-            &Failure::Temporary(format!("{next_hop}: transaction timed out")),
+            &Failure::Temporary(format!("{}: transaction timed out", next_hop.address)),
         ),
     }
 }
@@ -63,9 +220,8 @@ fn all(recipients: &[String], why: &Failure) -> Vec<(String, RecipientOutcome)> 
         .collect()
 }
 
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+struct Connection<S> {
+    stream: BufReader<S>,
     timeout: Duration,
     peer: String,
 }
@@ -88,7 +244,7 @@ impl Reply {
 }
 
 async fn transaction(
-    next_hop: &str,
+    next_hop: &NextHop,
     helo: &str,
     sender: &str,
     recipients: &[String],
@@ -96,82 +252,174 @@ async fn transaction(
     eight_bit: bool,
     timeout: Duration,
 ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(next_hop))
+    let address = next_hop.address.as_str();
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| Failure::Temporary(format!("{next_hop}: connection timed out")))?
-        .map_err(|e| Failure::Temporary(format!("{next_hop}: {e}")))?;
-    let (read, writer) = stream.into_split();
+        .map_err(|_| Failure::Temporary(format!("{address}: connection timed out")))?
+        .map_err(|e| Failure::Temporary(format!("{address}: {e}")))?;
+    let _ = stream.set_nodelay(true);
     let mut c = Connection {
-        reader: BufReader::new(read),
-        writer,
+        stream: BufReader::new(stream),
         timeout,
-        peer: next_hop.to_string(),
+        peer: address.to_string(),
     };
     let greeting = c.reply().await?;
     if greeting.code != 220 {
-        return Err(greeting.failure(next_hop, "the connection"));
+        return Err(greeting.failure(address, "the connection"));
     }
-    let ehlo = c.command(&format!("EHLO {helo}")).await?;
-    let extensions = if ehlo.code == 250 {
-        ehlo.text.to_ascii_uppercase()
-    } else {
-        let reply = c.command(&format!("HELO {helo}")).await?;
-        if reply.code != 250 {
-            return Err(reply.failure(next_hop, "HELO"));
-        }
-        String::new()
+    let extensions = c.hello(helo).await?;
+    let config = match &next_hop.tls {
+        NextHopTls::Required(config) => Some(config),
+        NextHopTls::Opportunistic(config) if offers(&extensions, "STARTTLS") => Some(config),
+        NextHopTls::Opportunistic(_) | NextHopTls::Off => None,
     };
-    let body = if eight_bit && extensions.contains("8BITMIME") {
-        " BODY=8BITMIME"
-    } else {
-        ""
-    };
-    let mail = c.command(&format!("MAIL FROM:<{sender}>{body}")).await?;
-    if mail.code != 250 {
-        return Err(mail.failure(next_hop, "MAIL FROM"));
-    }
-    let mut outcomes = Vec::with_capacity(recipients.len());
-    for recipient in recipients {
-        let reply = c.command(&format!("RCPT TO:<{recipient}>")).await?;
-        let outcome = match reply.code {
-            250 | 251 => RecipientOutcome::Delivered,
-            _ => match reply.failure(next_hop, &format!("RCPT TO:<{recipient}>")) {
-                Failure::Permanent(text) => RecipientOutcome::Failed(text),
-                Failure::Temporary(text) => RecipientOutcome::Deferred(text),
-            },
-        };
-        outcomes.push((recipient.clone(), outcome));
-    }
-    if !outcomes
-        .iter()
-        .any(|(_, o)| *o == RecipientOutcome::Delivered)
-    {
-        let _ = c.command("QUIT").await;
-        return Ok(outcomes);
-    }
-    let data = c.command("DATA").await?;
-    if data.code != 354 {
-        return Err(data.failure(next_hop, "DATA"));
-    }
-    c.send_data(message).await?;
-    let done = c.reply().await?;
-    if done.code != 250 {
-        // The message as a whole was refused: no accepted recipient got it.
-        let failure = done.failure(next_hop, "the end of data");
-        for (_, outcome) in &mut outcomes {
-            if *outcome == RecipientOutcome::Delivered {
-                *outcome = match &failure {
-                    Failure::Permanent(text) => RecipientOutcome::Failed(text.clone()),
-                    Failure::Temporary(text) => RecipientOutcome::Deferred(text.clone()),
-                };
-            }
+    let Some(config) = config else {
+        if next_hop.login.is_some() {
+            return Err(Failure::Temporary(format!(
+                "{address} offers no STARTTLS: the login is never sent in the clear"
+            )));
         }
+        return c
+            .mail(&extensions, sender, recipients, message, eight_bit)
+            .await;
+    };
+    let reply = c.command("STARTTLS").await?;
+    if reply.code != 220 {
+        return Err(reply.failure(address, "STARTTLS"));
     }
-    let _ = c.command("QUIT").await;
-    Ok(outcomes)
+    let name = ServerName::try_from(next_hop.host().to_string())
+        .map_err(|_| Failure::Permanent(format!("{address}: not a host name for TLS")))?;
+    // Nothing may be buffered past the 220: a server that sent more is not talking TLS yet.
+    if !c.stream.buffer().is_empty() {
+        return Err(Failure::Temporary(format!(
+            "{address} sent data after its STARTTLS reply"
+        )));
+    }
+    let tls = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(Arc::clone(config)).connect(name, c.stream.into_inner()),
+    )
+    .await
+    .map_err(|_| Failure::Temporary(format!("{address}: TLS handshake timed out")))?
+    .map_err(|e| Failure::Temporary(format!("{address}: TLS handshake failed: {e}")))?;
+    let mut c = Connection {
+        stream: BufReader::new(tls),
+        timeout,
+        peer: address.to_string(),
+    };
+    let extensions = c.hello(helo).await?;
+    if let Some((user, password)) = &next_hop.login {
+        c.authenticate(&extensions, user, password).await?;
+    }
+    c.mail(&extensions, sender, recipients, message, eight_bit)
+        .await
 }
 
-impl Connection {
+/// Whether an EHLO reply (upper-cased, lines joined by spaces) lists `keyword`.
+fn offers(extensions: &str, keyword: &str) -> bool {
+    extensions.split_whitespace().any(|word| word == keyword)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// EHLO (HELO if refused); the extensions, upper-cased, one per space-separated word group.
+    async fn hello(&mut self, helo: &str) -> Result<String, Failure> {
+        let ehlo = self.command(&format!("EHLO {helo}")).await?;
+        if ehlo.code == 250 {
+            return Ok(ehlo.text.to_ascii_uppercase());
+        }
+        let reply = self.command(&format!("HELO {helo}")).await?;
+        if reply.code != 250 {
+            return Err(reply.failure(&self.peer, "HELO"));
+        }
+        Ok(String::new())
+    }
+
+    /// AUTH PLAIN (RFC 4616). A refused login is permanent for the message only if the server
+    /// says so (535 is 5xx): a misconfigured password then bounces rather than piling up.
+    async fn authenticate(
+        &mut self,
+        extensions: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Failure> {
+        if !offers(extensions, "AUTH") || !offers(extensions, "PLAIN") {
+            return Err(Failure::Temporary(format!(
+                "{} does not offer AUTH PLAIN",
+                self.peer
+            )));
+        }
+        let token = Zeroizing::new(BASE64.encode(format!("\0{user}\0{password}")));
+        let reply = self
+            .command(&format!("AUTH PLAIN {}", token.as_str()))
+            .await?;
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(reply.failure(&self.peer, "AUTH"))
+        }
+    }
+
+    async fn mail(
+        &mut self,
+        extensions: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+        eight_bit: bool,
+    ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
+        let c = self;
+        let next_hop = c.peer.clone();
+        let next_hop = next_hop.as_str();
+        let body = if eight_bit && extensions.contains("8BITMIME") {
+            " BODY=8BITMIME"
+        } else {
+            ""
+        };
+        let mail = c.command(&format!("MAIL FROM:<{sender}>{body}")).await?;
+        if mail.code != 250 {
+            return Err(mail.failure(next_hop, "MAIL FROM"));
+        }
+        let mut outcomes = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let reply = c.command(&format!("RCPT TO:<{recipient}>")).await?;
+            let outcome = match reply.code {
+                250 | 251 => RecipientOutcome::Delivered,
+                _ => match reply.failure(next_hop, &format!("RCPT TO:<{recipient}>")) {
+                    Failure::Permanent(text) => RecipientOutcome::Failed(text),
+                    Failure::Temporary(text) => RecipientOutcome::Deferred(text),
+                },
+            };
+            outcomes.push((recipient.clone(), outcome));
+        }
+        if !outcomes
+            .iter()
+            .any(|(_, o)| *o == RecipientOutcome::Delivered)
+        {
+            let _ = c.command("QUIT").await;
+            return Ok(outcomes);
+        }
+        let data = c.command("DATA").await?;
+        if data.code != 354 {
+            return Err(data.failure(next_hop, "DATA"));
+        }
+        c.send_data(message).await?;
+        let done = c.reply().await?;
+        if done.code != 250 {
+            // The message as a whole was refused: no accepted recipient got it.
+            let failure = done.failure(next_hop, "the end of data");
+            for (_, outcome) in &mut outcomes {
+                if *outcome == RecipientOutcome::Delivered {
+                    *outcome = match &failure {
+                        Failure::Permanent(text) => RecipientOutcome::Failed(text.clone()),
+                        Failure::Temporary(text) => RecipientOutcome::Deferred(text.clone()),
+                    };
+                }
+            }
+        }
+        let _ = c.command("QUIT").await;
+        Ok(outcomes)
+    }
+
     async fn command(&mut self, line: &str) -> Result<Reply, Failure> {
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
@@ -179,7 +427,11 @@ impl Connection {
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         let peer = &self.peer;
-        tokio::time::timeout(self.timeout, self.writer.write_all(bytes))
+        let written = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(self.timeout, written)
             .await
             .map_err(|_| Failure::Temporary(format!("{peer}: write timed out")))?
             .map_err(|e| Failure::Temporary(format!("{peer}: {e}")))
@@ -206,7 +458,7 @@ impl Connection {
         let mut text = Vec::new();
         loop {
             let mut line = String::new();
-            let read = tokio::time::timeout(self.timeout, self.reader.read_line(&mut line))
+            let read = tokio::time::timeout(self.timeout, self.stream.read_line(&mut line))
                 .await
                 .map_err(|_| Failure::Temporary(format!("{}: no reply in time", self.peer)))?
                 .map_err(|e| Failure::Temporary(format!("{}: {e}", self.peer)))?;

@@ -12,15 +12,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::client::{RecipientOutcome, send};
+use crate::client::{NextHop, RecipientOutcome, send};
 use crate::counters::{Counter, Counters};
 use crate::spool::{Envelope, QueueId, Spool};
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
-    /// The smart host, `host:port`.
-    pub next_hop: String,
+    /// The smart host.
+    pub next_hop: NextHop,
     /// The name this host gives in EHLO and in DSNs.
     pub hostname: String,
     /// How long a message may wait before its deferred recipients are reported as failed.

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use signet_smtp::client::NextHop;
 use signet_smtp::delivery::{DeliveryConfig, attempt, retry_delay, run};
 use signet_smtp::spool::{Envelope, Spool};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -81,7 +82,7 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
     let config = DeliveryConfig {
-        next_hop: address,
+        next_hop: NextHop::plain(address),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(120),
         timeout: Duration::from_secs(5),
@@ -147,7 +148,7 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         .unwrap()
         .to_string();
     let config = DeliveryConfig {
-        next_hop: closed,
+        next_hop: NextHop::plain(closed),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(2),
@@ -202,7 +203,7 @@ async fn the_worker_delivers_each_message_once() {
     let (fresh, fresh_ids) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let config = DeliveryConfig {
-        next_hop: address,
+        next_hop: NextHop::plain(address),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(5),
