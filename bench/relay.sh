@@ -16,25 +16,28 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 sink_port=27101 signet_port=27102 postfix_port=27103 dns_port=27104 submission_port=27105
 
-cargo build -q --release --ignore-rust-version -p signet -p signet-smtp --example smtp_load \
+cargo build -q --release --ignore-rust-version -p signet -p signet-smtp --bin signet --example smtp_load \
   --manifest-path "$root/Cargo.toml"
 signet=$target/release/signet
 load=$target/release/examples/smtp_load
 
 work=$(mktemp -d /tmp/signet-relay-bench.XXXXXX)
+chmod 755 "$work" # Postfix's own processes must reach their queue and data directories
 pids=()
 cleanup() {
   postfix -c "$work/postfix" stop >/dev/null 2>&1 || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" "$inbox"
 }
 trap cleanup EXIT
 
-# The next hop: smtp-sink, counting messages (-c) and keeping none.
-smtp-sink -u root -c "127.0.0.1:$sink_port" 1000 >"$work/sink.log" 2>&1 &
+# The next hop: smtp-sink, writing each message to a file in memory (/dev/shm) so that what
+# arrived can be counted; emptied between runs.
+inbox=$(mktemp -d /dev/shm/signet-relay-bench.XXXXXX)
+smtp-sink -u root -d "$inbox/%M." "127.0.0.1:$sink_port" 1000 >/dev/null 2>&1 &
 pids+=($!)
-delivered() { tr '\r' '\n' <"$work/sink.log" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2; }
+delivered() { find "$inbox" -type f | wc -l; }
 
 # signet, relaying for contoso.com from loopback, signing with its 2048-bit default key.
 data=$work/signet
@@ -97,7 +100,7 @@ default_process_limit = 100
 smtpd_client_connection_count_limit = 0
 default_destination_concurrency_limit = 20
 EOF
-postfix -c "$pf" start >/dev/null
+postfix -c "$pf" start >/dev/null || { cat "$work/postfix.log" >&2; exit 1; }
 
 for port in $signet_port $postfix_port; do
   for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -110,6 +113,7 @@ rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }
 # smtp_load's latencies.
 run() {
   local name=$1 port=$2 size=$3 before start accepted drained
+  find "$inbox" -type f -delete
   before=$(delivered)
   start=$(now)
   smtp-source -s 20 -m "$messages" -l "$size" -M load.example -f joe@contoso.com \
@@ -117,6 +121,7 @@ run() {
   accepted=$(now)
   while (($(delivered) < before + messages)); do sleep 0.05; done
   drained=$(now)
+  find "$inbox" -type f -delete
   before=$(delivered)
   local latency
   latency=$("$load" "127.0.0.1:$port" --sessions 20 --messages "$((messages / 2))" --size "$size")
