@@ -372,8 +372,7 @@ fn fill(reply: &mut Message, query: &Query, answers: &dyn DnsAnswers) -> bool {
     let mut name = query.name().clone();
     // A chain longer than this is a loop in the table; answer what we have.
     for _ in 0..8 {
-        let text = name.to_ascii();
-        match answers.answer(&text, kind) {
+        match answers.answer(&raw_name(&name), kind) {
             Answer::Timeout => return false,
             Answer::NoSuchName => {
                 reply.metadata.response_code = ResponseCode::NXDomain;
@@ -405,10 +404,24 @@ fn fill(reply: &mut Message, query: &Query, answers: &dyn DnsAnswers) -> bool {
     true
 }
 
+/// A name as its labels' bytes joined by dots, without the escapes of [`Name::to_ascii`]: SPF
+/// names may hold any visible character (`foo:bar/baz.example.com`), and tables list them as is.
+pub(crate) fn raw_name(name: &Name) -> String {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect();
+    labels.join(".")
+}
+
 fn to_rdata(data: &RecordData) -> Option<RData> {
     let name = |text: &str| match text.trim_end_matches('.') {
         "" => Some(Name::root()),
-        relative => Name::from_str_relaxed(relative).ok(),
+        relative => {
+            let mut name = Name::from_labels(relative.split('.').map(str::as_bytes)).ok()?;
+            name.set_fqdn(true);
+            Some(name)
+        }
     };
     Some(match data {
         RecordData::Txt(strings) => {

@@ -2,8 +2,8 @@
 //! `Authentication-Results` header (RFC 8601) and a [`Report`] explaining each verdict; plus
 //! [`analyze`], which explains the authentication headers a message already carries.
 //!
-//! The cryptography and SPF evaluation come from `mail-auth`; this crate adds what signet's
-//! policy needs on top: RFC 8301 refusals (no `rsa-sha1`, no RSA under 1024 bits), `l=`
+//! The DKIM and ARC cryptography come from `mail-auth`; SPF is this crate's own RFC 7208
+//! `check_host()`. On top, it adds what signet's policy needs: RFC 8301 refusals (no `rsa-sha1`, no RSA under 1024 bits), `l=`
 //! signatures never vouching for appended content, DMARC with the Public Suffix List and `pct`,
 //! trusted ARC sealers, and plain reasons for every result. DNS goes through a resolver built
 //! from [`Resolution`]: upstream servers, the system's, or a [`dns::DnsAnswers`] table served on
@@ -28,6 +28,8 @@ mod as_of;
 mod dkim;
 mod dmarc;
 mod spf;
+mod spf_eval;
+mod spf_macro;
 mod spf_syntax;
 
 use std::net::{IpAddr, SocketAddr};
@@ -182,7 +184,13 @@ impl Verifier {
             Some(message) => dkim::verify(authenticator, message, now, at.is_some()).await,
             None => Vec::new(),
         };
-        let spf = spf::verify(authenticator, envelope, &self.config.authserv_id).await;
+        let spf = spf::verify(
+            authenticator.resolver(),
+            envelope,
+            &self.config.authserv_id,
+            now,
+        )
+        .await;
         let arc = match &message {
             Some(message) => {
                 report::arc_report(authenticator, message, &self.config.trusted_arc_sealers).await
