@@ -115,6 +115,7 @@ pub struct Envelope {
 pub struct Verifier {
     authenticator: Authenticator,
     config: VerifierConfig,
+    keys: dkim::KeyMemo,
     _loopback: Option<LoopbackDns>,
 }
 
@@ -157,6 +158,7 @@ impl Verifier {
         Ok(Verifier {
             authenticator: Authenticator(authenticator),
             config,
+            keys: dkim::KeyMemo::default(),
             _loopback: loopback,
         })
     }
@@ -170,7 +172,16 @@ impl Verifier {
     pub async fn verify_dkim(&self, raw: &[u8], at: Option<u64>) -> Vec<DkimReport> {
         let now = at.unwrap_or_else(unix_now);
         match AuthenticatedMessage::parse(raw) {
-            Some(message) => dkim::verify(&self.authenticator.0, &message, now, at.is_some()).await,
+            Some(message) => {
+                dkim::verify(
+                    &self.authenticator.0,
+                    &self.keys,
+                    &message,
+                    now,
+                    at.is_some(),
+                )
+                .await
+            }
             None => Vec::new(),
         }
     }
@@ -181,7 +192,9 @@ impl Verifier {
         let authenticator = &self.authenticator.0;
         let message = AuthenticatedMessage::parse(raw);
         let dkim = match &message {
-            Some(message) => dkim::verify(authenticator, message, now, at.is_some()).await,
+            Some(message) => {
+                dkim::verify(authenticator, &self.keys, message, now, at.is_some()).await
+            }
             None => Vec::new(),
         };
         let spf = spf::verify(
