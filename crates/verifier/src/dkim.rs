@@ -97,13 +97,19 @@ pub(crate) async fn verify(
             body_length_limit: (signature.l > 0).then_some(signature.l),
             signed_at: (signature.t > 0).then_some(signature.t),
             expires_at: (signature.x > 0).then_some(signature.x),
-            signature_prefix: openssl::base64::encode_block(&signature.b)
-                .chars()
-                .take(8)
-                .collect(),
+            signature_prefix: signature_prefix(&signature.b),
         });
     }
     reports
+}
+
+/// The first 8 base64 characters of `b=`: those of its first 6 bytes, so only they are encoded
+/// (the whole signature is 256 bytes or more for RSA).
+fn signature_prefix(signature: &[u8]) -> String {
+    openssl::base64::encode_block(&signature[..signature.len().min(6)])
+        .chars()
+        .take(8)
+        .collect()
 }
 
 /// mail-auth judged `x=` by the system clock; as of `now` the signature was still valid.
@@ -656,6 +662,22 @@ mod tests {
         let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
         let public = openssl::base64::encode_block(&rsa.public_key_to_der().unwrap());
         format!("v=DKIM1; k=rsa; p={public}").into_bytes()
+    }
+
+    #[test]
+    fn the_signature_prefix_is_that_of_the_whole_encoding() {
+        let signature: Vec<u8> = (0..=255).collect();
+        for length in [0, 1, 5, 6, 7, 256] {
+            let whole: String = openssl::base64::encode_block(&signature[..length])
+                .chars()
+                .take(8)
+                .collect();
+            assert_eq!(
+                signature_prefix(&signature[..length]),
+                whole,
+                "{length} bytes"
+            );
+        }
     }
 
     #[test]
