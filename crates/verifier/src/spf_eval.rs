@@ -279,10 +279,13 @@ impl<D: SpfDns> Evaluation<'_, D> {
             .query(target, Kind::Mx)
             .await
             .map_err(|e| Stop::Temporary(format!("the MX lookup for {target} failed ({e})")))?;
-        let exchanges: Vec<&str> = answers
+        let mut exchanges: Vec<(u16, &str)> = answers
             .iter()
             .filter_map(|d| match d {
-                RecordData::Mx { exchange, .. } => Some(exchange.trim_end_matches('.')),
+                RecordData::Mx {
+                    preference,
+                    exchange,
+                } => Some((*preference, exchange.trim_end_matches('.'))),
                 _ => None,
             })
             .collect();
@@ -290,15 +293,17 @@ impl<D: SpfDns> Evaluation<'_, D> {
             self.void(target)?;
             return Ok(false);
         }
-        if exchanges.len() > NAME_LIMIT {
-            return Err(Stop::Permanent(format!(
-                "{target} has {} MX hosts; an mx mechanism may look up at most {NAME_LIMIT}",
-                exchanges.len()
-            )));
-        }
-        // Section 5.4: a null MX (RFC 7505) names no host; MX names are never A-looked-up as
-        // a fallback.
-        for exchange in exchanges.into_iter().filter(|e| !e.is_empty()) {
+        exchanges.sort_by_key(|(preference, _)| *preference);
+        // Section 5.4: a null MX (RFC 7505) names no host, and MX names are never A-looked-up
+        // as a fallback. Section 4.6.4: at most ten address lookups per mx; the limit is on
+        // the lookups made, so a match among the first ten hosts still counts.
+        let hosts = exchanges.iter().map(|(_, e)| *e).filter(|e| !e.is_empty());
+        for (queried, exchange) in hosts.enumerate() {
+            if queried == NAME_LIMIT {
+                return Err(Stop::Permanent(format!(
+                    "{target} has more than {NAME_LIMIT} MX hosts to look up"
+                )));
+            }
             let addresses = self.addresses(exchange).await?;
             if addresses
                 .iter()
@@ -586,20 +591,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn mx_may_name_ten_hosts_and_no_more() {
-        for count in [10u8, 11] {
-            let mut lines = "example.com TXT v=spf1 mx -all\n".to_string();
-            for i in 0..count {
-                let _ = writeln!(lines, "example.com MX {i} m{i}.example.com");
-                let _ = writeln!(lines, "m{i}.example.com A 192.0.2.{i}");
-            }
-            let expected = if count == 10 {
-                SpfResult::Pass
-            } else {
-                SpfResult::PermError
-            };
-            assert_eq!(result(&lines, "192.0.2.9").await, expected, "{count} MX");
+    async fn mx_looks_up_ten_hosts_and_no_more() {
+        let mut lines = "example.com TXT v=spf1 mx -all\n".to_string();
+        for i in 0..11u8 {
+            let _ = writeln!(lines, "example.com MX {i} m{i}.example.com");
+            let _ = writeln!(lines, "m{i}.example.com A 192.0.2.{i}");
         }
+        // Hosts are tried by preference: the tenth is still looked up, the eleventh is not.
+        assert_eq!(result(&lines, "192.0.2.9").await, SpfResult::Pass);
+        assert_eq!(result(&lines, "192.0.2.10").await, SpfResult::PermError);
+        assert_eq!(result(&lines, "192.0.2.99").await, SpfResult::PermError);
+        let ten: String =
+            lines
+                .lines()
+                .filter(|l| !l.contains("m10."))
+                .fold(String::new(), |mut ten, l| {
+                    let _ = writeln!(ten, "{l}");
+                    ten
+                });
+        assert_eq!(result(&ten, "192.0.2.99").await, SpfResult::Fail);
     }
 
     #[tokio::test]
