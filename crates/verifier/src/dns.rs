@@ -258,9 +258,7 @@ pub struct LoopbackDns {
 
 impl LoopbackDns {
     pub async fn start(answers: Arc<dyn DnsAnswers>) -> io::Result<LoopbackDns> {
-        let udp = UdpSocket::bind("127.0.0.1:0").await?;
-        let address = udp.local_addr()?;
-        let tcp = TcpListener::bind(address).await?;
+        let (udp, tcp, address) = bind_pair().await?;
         let udp_task = tokio::spawn(serve_udp(udp, Arc::clone(&answers)));
         let tcp_task = tokio::spawn(serve_tcp(tcp, answers));
         Ok(LoopbackDns {
@@ -278,6 +276,24 @@ impl Drop for LoopbackDns {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same loopback port. The port the system picks for
+/// UDP may be taken for TCP (by another process, on a busy test machine), so a few ports are
+/// tried before giving up.
+async fn bind_pair() -> io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await?;
+        let address = udp.local_addr()?;
+        match TcpListener::bind(address).await {
+            Ok(tcp) => return Ok((udp, tcp, address)),
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(error) => return Err(error),
         }
     }
 }
