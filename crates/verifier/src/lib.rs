@@ -3,9 +3,10 @@
 //! [`analyze`], which explains the authentication headers a message already carries.
 //!
 //! The DKIM and ARC cryptography come from `mail-auth`; SPF is this crate's own RFC 7208
-//! `check_host()`. On top, it adds what signet's policy needs: RFC 8301 refusals (no `rsa-sha1`, no RSA under 1024 bits), `l=`
-//! signatures never vouching for appended content, DMARC with the Public Suffix List and `pct`,
-//! trusted ARC sealers, and plain reasons for every result. DNS goes through a resolver built
+//! `check_host()`. On top, it adds what signet's policy needs: RFC 8301 refusals (no
+//! `rsa-sha1`, no RSA under 1024 bits), `l=` signatures never vouching for appended content,
+//! DMARC with the Public Suffix List and `pct`, trusted ARC sealers, and plain reasons for
+//! every result. DNS goes through a resolver built
 //! from [`Resolution`]: upstream servers, the system's, or a [`dns::DnsAnswers`] table served on
 //! loopback (tests and `signet verify --records`).
 //!
