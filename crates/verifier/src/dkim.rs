@@ -1,10 +1,19 @@
 //! DKIM: mail-auth's verdict per signature, then signet's policy on top of it (RFC 8301,
 //! `l=`, duplicate `From`, `--at`), each result with a reason an administrator can act on.
 
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
 use mail_auth::crypto::{Algorithm, CryptoError};
-use mail_auth::dkim::{Canonicalization, DkimError, Signature};
-use mail_auth::hickory_resolver::proto::rr::RData;
-use mail_auth::{AuthenticatedMessage, DkimResult, DnsError, Error, MessageAuthenticator};
+use mail_auth::dkim::{Canonicalization, DkimError, DomainKey, Signature};
+use mail_auth::dns::TxtRecordParser;
+use mail_auth::hickory_resolver::proto::rr::{Name, RData};
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, DnsCache, DnsError, Error, MessageAuthenticator, NoCache,
+    Parameters, ResolverCache, TxtRecord,
+};
 
 use crate::as_of;
 use crate::report::{AuthResult, DkimReport};
@@ -14,6 +23,7 @@ const MINIMUM_RSA_BITS: u32 = 1024;
 
 pub(crate) async fn verify(
     authenticator: &MessageAuthenticator,
+    memo: &KeyMemo,
     message: &AuthenticatedMessage<'_>,
     now: u64,
     explicit_time: bool,
@@ -36,12 +46,15 @@ pub(crate) async fn verify(
     } else {
         (0, 0)
     };
-    for output in authenticator.verify_dkim(message).await {
+    let keys = read_keys(authenticator, memo, message).await;
+    let outputs = authenticator
+        .verify_dkim(Parameters::new(message).with_cache(&keys))
+        .await;
+    for output in outputs {
         let Some(signature) = output.signature() else {
             continue; // Malformed headers, reported above from the raw text.
         };
-        let name = format!("{}._domainkey.{}.", signature.s, signature.d);
-        let key = key_info(authenticator, &name).await;
+        let key = keys.info(&key_name(signature));
         let (mut result, mut reason) = classify(output.result(), signature);
         if explicit_time && expired_now_but_not_then(output.result(), signature, now) {
             (result, reason) = match as_of::verify(authenticator, message, signature).await {
@@ -84,13 +97,19 @@ pub(crate) async fn verify(
             body_length_limit: (signature.l > 0).then_some(signature.l),
             signed_at: (signature.t > 0).then_some(signature.t),
             expires_at: (signature.x > 0).then_some(signature.x),
-            signature_prefix: openssl::base64::encode_block(&signature.b)
-                .chars()
-                .take(8)
-                .collect(),
+            signature_prefix: signature_prefix(&signature.b),
         });
     }
     reports
+}
+
+/// The first 8 base64 characters of `b=`: those of its first 6 bytes, so only they are encoded
+/// (the whole signature is 256 bytes or more for RSA).
+fn signature_prefix(signature: &[u8]) -> String {
+    openssl::base64::encode_block(&signature[..signature.len().min(6)])
+        .chars()
+        .take(8)
+        .collect()
 }
 
 /// mail-auth judged `x=` by the system clock; as of `now` the signature was still valid.
@@ -306,31 +325,176 @@ fn malformed(value: &[u8], error: &Error) -> DkimReport {
     }
 }
 
+#[derive(Debug, Clone, Default)]
 struct KeyInfo {
     kind: Option<String>,
     bits: Option<u32>,
 }
 
-/// The published key's type and size, for the report and the RFC 8301 size rule. mail-auth
-/// keeps its parsed key private, so the record is read again (the resolver's cache answers).
-async fn key_info(authenticator: &MessageAuthenticator, name: &str) -> KeyInfo {
-    let mut info = KeyInfo {
-        kind: None,
-        bits: None,
-    };
-    let Ok(lookup) = authenticator.resolver().txt_lookup(name.to_string()).await else {
-        return info;
-    };
-    for record in lookup.answers() {
-        let RData::TXT(txt) = &record.data else {
+/// The name mail-auth looks a signature's key up at (and keys its cache by).
+fn key_name(signature: &Signature) -> String {
+    format!("{}._domainkey.{}.", signature.s, signature.d).to_ascii_lowercase()
+}
+
+/// The keys of one verification. signet reads each signature's key record once, measures the
+/// key from exactly those bytes (the RFC 8301 size rule and the report), and hands mail-auth
+/// the key parsed from the same answer through its cache seam. mail-auth keeps its parsed key
+/// private, so without this the record was read twice, and the two reads could in principle
+/// see different records.
+#[derive(Default)]
+struct Keys {
+    answers: KeyAnswers,
+    info: HashMap<String, KeyInfo>,
+}
+
+impl Keys {
+    fn info(&self, name: &str) -> KeyInfo {
+        self.info.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// mail-auth's TXT cache for one verification: what signet read, plus whatever mail-auth looks
+/// up itself (names signet's read could not answer). Dropped with the verification, so nothing
+/// outlives the answers the resolver gave for this message.
+#[derive(Default)]
+struct KeyAnswers(Mutex<HashMap<Box<str>, TxtRecord>>);
+
+impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
+    fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        lock(&self.0).get(name).cloned()
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        lock(&self.0).remove(name)
+    }
+
+    fn insert(&self, key: Box<str>, value: TxtRecord, _valid_until: std::time::Instant) {
+        lock(&self.0).insert(key, value);
+    }
+}
+
+impl DnsCache for Keys {
+    type Txt = KeyAnswers;
+    type Mx = NoCache;
+    type Ipv4 = NoCache;
+    type Ipv6 = NoCache;
+    type Ptr = NoCache;
+
+    fn txt(&self) -> Option<&KeyAnswers> {
+        Some(&self.answers)
+    }
+    fn mx(&self) -> Option<&NoCache> {
+        None
+    }
+    fn ipv4(&self) -> Option<&NoCache> {
+        None
+    }
+    fn ipv6(&self) -> Option<&NoCache> {
+        None
+    }
+    fn ptr(&self) -> Option<&NoCache> {
+        None
+    }
+}
+
+/// Parsed keys by the exact bytes of the records they came from, shared by a verifier's
+/// verifications. Keyed by value, not by time: a selector that starts publishing a different
+/// record is parsed afresh at once, so a weak key can never be judged by an old key's size.
+#[derive(Default)]
+pub(crate) struct KeyMemo(Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>);
+
+/// The TXT records at a key name, each with its character-strings joined.
+type Records = Vec<Vec<u8>>;
+
+/// Enough for every selector a busy receiver sees in a while; past it the memo starts over
+/// rather than grow without bound on a stream of distinct (possibly hostile) records.
+const MEMO_LIMIT: usize = 4096;
+
+impl KeyMemo {
+    fn parsed(&self, records: Records) -> (TxtRecord, KeyInfo) {
+        if let Some(hit) = lock(&self.0).get(&records) {
+            return hit.clone();
+        }
+        let parsed = (
+            TxtRecord::from(DomainKey::parse_records(&records)),
+            key_info(&records),
+        );
+        let mut memo = lock(&self.0);
+        if memo.len() >= MEMO_LIMIT {
+            memo.clear();
+        }
+        memo.insert(records, parsed.clone());
+        parsed
+    }
+}
+
+impl std::fmt::Debug for KeyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyMemo")
+            .field("records", &lock(&self.0).len())
+            .finish()
+    }
+}
+
+/// A poisoned lock only means another verification panicked mid-insert; the map is still a
+/// valid cache.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One TXT read per distinct key name. A name that does not exist is left to mail-auth (its
+/// own lookup reports it with the response code); a failed lookup is recorded as mail-auth
+/// would record it, so a timeout is waited for once, not twice.
+async fn read_keys(
+    authenticator: &MessageAuthenticator,
+    memo: &KeyMemo,
+    message: &AuthenticatedMessage<'_>,
+) -> Keys {
+    let mut keys = Keys::default();
+    for header in message.dkim_signatures() {
+        let name = key_name(&header.header);
+        if keys.info.contains_key(&name) {
+            continue;
+        }
+        let Ok(query) = Name::from_str_relaxed(name.as_str()) else {
             continue;
         };
-        let text: Vec<u8> = txt
-            .txt_data
-            .iter()
-            .flat_map(|s| s.iter().copied())
-            .collect();
-        let text = String::from_utf8_lossy(&text);
+        let record = match authenticator.resolver().txt_lookup(query).await {
+            Ok(lookup) => {
+                let records = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::TXT(txt) => Some(txt.txt_data.concat()),
+                        _ => None,
+                    })
+                    .collect();
+                let (record, info) = memo.parsed(records);
+                keys.info.insert(name.clone(), info);
+                record
+            }
+            Err(error) if error.is_no_records_found() => continue,
+            Err(error) => TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string()))),
+        };
+        lock(&keys.answers.0).insert(name.into_boxed_str(), record);
+    }
+    keys
+}
+
+/// The published key's type and size, for the report and the RFC 8301 size rule.
+fn key_info(records: &[Vec<u8>]) -> KeyInfo {
+    for text in records {
+        let text = String::from_utf8_lossy(text);
         let tags: Vec<(&str, String)> = text
             .split(';')
             .filter_map(|pair| pair.split_once('='))
@@ -343,15 +507,17 @@ async fn key_info(authenticator: &MessageAuthenticator, name: &str) -> KeyInfo {
             .iter()
             .find(|(k, _)| *k == "k")
             .map_or_else(|| "rsa".to_string(), |(_, v)| v.to_ascii_lowercase());
-        info.bits = match kind.as_str() {
+        let bits = match kind.as_str() {
             "ed25519" => Some(256),
             "rsa" => rsa_bits(public_key),
             _ => None,
         };
-        info.kind = Some(kind);
-        break;
+        return KeyInfo {
+            kind: Some(kind),
+            bits,
+        };
     }
-    info
+    KeyInfo::default()
 }
 
 fn rsa_bits(base64: &str) -> Option<u32> {
@@ -490,6 +656,73 @@ mod tests {
         }
         assert_eq!(modulus_bits(b"\x30\x03\x02\x01"), None);
         assert_eq!(modulus_bits(b""), None);
+    }
+
+    fn rsa_record(bits: u32) -> Vec<u8> {
+        let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
+        let public = openssl::base64::encode_block(&rsa.public_key_to_der().unwrap());
+        format!("v=DKIM1; k=rsa; p={public}").into_bytes()
+    }
+
+    #[test]
+    fn the_signature_prefix_is_that_of_the_whole_encoding() {
+        let signature: Vec<u8> = (0..=255).collect();
+        for length in [0, 1, 5, 6, 7, 256] {
+            let whole: String = openssl::base64::encode_block(&signature[..length])
+                .chars()
+                .take(8)
+                .collect();
+            assert_eq!(
+                signature_prefix(&signature[..length]),
+                whole,
+                "{length} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn key_info_reads_the_first_record_with_a_key() {
+        let info = key_info(&[b"not a key".to_vec(), rsa_record(1024)]);
+        assert_eq!((info.kind.as_deref(), info.bits), (Some("rsa"), Some(1024)));
+        let info = key_info(&[
+            b"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".to_vec(),
+        ]);
+        assert_eq!(
+            (info.kind.as_deref(), info.bits),
+            (Some("ed25519"), Some(256))
+        );
+        let info = key_info(&[b"v=DKIM1; k=rsa; p=".to_vec()]);
+        assert_eq!((info.kind.as_deref(), info.bits), (Some("rsa"), None));
+        assert_eq!(key_info(&[]).kind, None);
+    }
+
+    #[test]
+    fn the_memo_is_keyed_by_the_record_not_by_time() {
+        let memo = KeyMemo::default();
+        let weak = vec![rsa_record(512)];
+        let strong = vec![rsa_record(2048)];
+        assert_eq!(memo.parsed(weak.clone()).1.bits, Some(512));
+        // The selector now publishes another record: it is measured at once.
+        assert_eq!(memo.parsed(strong.clone()).1.bits, Some(2048));
+        assert_eq!(memo.parsed(weak).1.bits, Some(512));
+        assert_eq!(lock(&memo.0).len(), 2);
+        // A hit hands out the same parsed key, not a new parse.
+        let (TxtRecord::DomainKey(first), _) = memo.parsed(strong.clone()) else {
+            panic!("expected a key");
+        };
+        let (TxtRecord::DomainKey(second), _) = memo.parsed(strong) else {
+            panic!("expected a key");
+        };
+        assert!(std::sync::Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn the_memo_never_grows_past_its_limit() {
+        let memo = KeyMemo::default();
+        for i in 0..=MEMO_LIMIT {
+            memo.parsed(vec![format!("v=DKIM1; p=not-base64-{i}").into_bytes()]);
+        }
+        assert!(lock(&memo.0).len() <= MEMO_LIMIT);
     }
 
     #[test]

@@ -258,9 +258,7 @@ pub struct LoopbackDns {
 
 impl LoopbackDns {
     pub async fn start(answers: Arc<dyn DnsAnswers>) -> io::Result<LoopbackDns> {
-        let udp = UdpSocket::bind("127.0.0.1:0").await?;
-        let address = udp.local_addr()?;
-        let tcp = TcpListener::bind(address).await?;
+        let (udp, tcp, address) = bind_pair().await?;
         let udp_task = tokio::spawn(serve_udp(udp, Arc::clone(&answers)));
         let tcp_task = tokio::spawn(serve_tcp(tcp, answers));
         Ok(LoopbackDns {
@@ -278,6 +276,24 @@ impl Drop for LoopbackDns {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same loopback port. The port the system picks for
+/// UDP may be taken for TCP (by another process, on a busy test machine), so a few ports are
+/// tried before giving up.
+async fn bind_pair() -> io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await?;
+        let address = udp.local_addr()?;
+        match TcpListener::bind(address).await {
+            Ok(tcp) => return Ok((udp, tcp, address)),
+            Err(error) if error.kind() == io::ErrorKind::AddrInUse && attempts < 16 => {
+                attempts += 1;
+            }
+            Err(error) => return Err(error),
         }
     }
 }
@@ -372,8 +388,7 @@ fn fill(reply: &mut Message, query: &Query, answers: &dyn DnsAnswers) -> bool {
     let mut name = query.name().clone();
     // A chain longer than this is a loop in the table; answer what we have.
     for _ in 0..8 {
-        let text = name.to_ascii();
-        match answers.answer(&text, kind) {
+        match answers.answer(&raw_name(&name), kind) {
             Answer::Timeout => return false,
             Answer::NoSuchName => {
                 reply.metadata.response_code = ResponseCode::NXDomain;
@@ -405,10 +420,24 @@ fn fill(reply: &mut Message, query: &Query, answers: &dyn DnsAnswers) -> bool {
     true
 }
 
+/// A name as its labels' bytes joined by dots, without the escapes of [`Name::to_ascii`]: SPF
+/// names may hold any visible character (`foo:bar/baz.example.com`), and tables list them as is.
+pub(crate) fn raw_name(name: &Name) -> String {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).into_owned())
+        .collect();
+    labels.join(".")
+}
+
 fn to_rdata(data: &RecordData) -> Option<RData> {
     let name = |text: &str| match text.trim_end_matches('.') {
         "" => Some(Name::root()),
-        relative => Name::from_str_relaxed(relative).ok(),
+        relative => {
+            let mut name = Name::from_labels(relative.split('.').map(str::as_bytes)).ok()?;
+            name.set_fqdn(true);
+            Some(name)
+        }
     };
     Some(match data {
         RecordData::Txt(strings) => {

@@ -2,10 +2,11 @@
 //! `Authentication-Results` header (RFC 8601) and a [`Report`] explaining each verdict; plus
 //! [`analyze`], which explains the authentication headers a message already carries.
 //!
-//! The cryptography and SPF evaluation come from `mail-auth`; this crate adds what signet's
-//! policy needs on top: RFC 8301 refusals (no `rsa-sha1`, no RSA under 1024 bits), `l=`
-//! signatures never vouching for appended content, DMARC with the Public Suffix List and `pct`,
-//! trusted ARC sealers, and plain reasons for every result. DNS goes through a resolver built
+//! The DKIM and ARC cryptography come from `mail-auth`; SPF is this crate's own RFC 7208
+//! `check_host()`. On top, it adds what signet's policy needs: RFC 8301 refusals (no
+//! `rsa-sha1`, no RSA under 1024 bits), `l=` signatures never vouching for appended content,
+//! DMARC with the Public Suffix List and `pct`, trusted ARC sealers, and plain reasons for
+//! every result. DNS goes through a resolver built
 //! from [`Resolution`]: upstream servers, the system's, or a [`dns::DnsAnswers`] table served on
 //! loopback (tests and `signet verify --records`).
 //!
@@ -28,6 +29,8 @@ mod as_of;
 mod dkim;
 mod dmarc;
 mod spf;
+mod spf_eval;
+mod spf_macro;
 mod spf_syntax;
 
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +116,7 @@ pub struct Envelope {
 pub struct Verifier {
     authenticator: Authenticator,
     config: VerifierConfig,
+    keys: dkim::KeyMemo,
     _loopback: Option<LoopbackDns>,
 }
 
@@ -155,6 +159,7 @@ impl Verifier {
         Ok(Verifier {
             authenticator: Authenticator(authenticator),
             config,
+            keys: dkim::KeyMemo::default(),
             _loopback: loopback,
         })
     }
@@ -168,7 +173,16 @@ impl Verifier {
     pub async fn verify_dkim(&self, raw: &[u8], at: Option<u64>) -> Vec<DkimReport> {
         let now = at.unwrap_or_else(unix_now);
         match AuthenticatedMessage::parse(raw) {
-            Some(message) => dkim::verify(&self.authenticator.0, &message, now, at.is_some()).await,
+            Some(message) => {
+                dkim::verify(
+                    &self.authenticator.0,
+                    &self.keys,
+                    &message,
+                    now,
+                    at.is_some(),
+                )
+                .await
+            }
             None => Vec::new(),
         }
     }
@@ -179,10 +193,18 @@ impl Verifier {
         let authenticator = &self.authenticator.0;
         let message = AuthenticatedMessage::parse(raw);
         let dkim = match &message {
-            Some(message) => dkim::verify(authenticator, message, now, at.is_some()).await,
+            Some(message) => {
+                dkim::verify(authenticator, &self.keys, message, now, at.is_some()).await
+            }
             None => Vec::new(),
         };
-        let spf = spf::verify(authenticator, envelope, &self.config.authserv_id).await;
+        let spf = spf::verify(
+            authenticator.resolver(),
+            envelope,
+            &self.config.authserv_id,
+            now,
+        )
+        .await;
         let arc = match &message {
             Some(message) => {
                 report::arc_report(authenticator, message, &self.config.trusted_arc_sealers).await

@@ -2,17 +2,17 @@
 //! `ARC-Message-Signature` and `ARC-Seal` with one of its domains' keys.
 //!
 //! The signing is mail-auth's `ArcSealer`; the `ARC-Authentication-Results` it records are
-//! mail-auth's rendering of the DKIM, SPF and ARC results of this hop.
+//! mail-auth's rendering of the DKIM and ARC results of this hop and of signet's SPF result.
 
 use mail_auth::arc::ArcSealer;
 use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::headers::HeaderWriter;
 use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{AuthenticatedMessage, AuthenticationResults};
+use mail_auth::{AuthenticatedMessage, AuthenticationResults, SpfOutput, SpfResult};
 use openssl::pkey::{Id, PKey};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::{Envelope, Error, Verifier};
+use crate::{AuthResult, Envelope, Error, Verifier, spf, unix_now};
 
 /// Header fields the `ARC-Message-Signature` covers (when present).
 const SIGNED_HEADERS: [&str; 8] = [
@@ -99,9 +99,13 @@ impl Verifier {
             AuthenticationResults::new(&self.config.authserv_id).with_dkim_results(&dkim, &from);
         let helo = envelope.helo.as_deref().unwrap_or_default();
         if let (Some(ip), Some(sender)) = (envelope.client_ip, envelope.mail_from.as_deref()) {
-            let parameters = SpfParameters::mail_from(ip, helo, &self.config.authserv_id, sender);
-            let spf = authenticator.verify_spf(parameters).await;
-            results = results.with_spf_result(&spf, &parameters);
+            // signet's own evaluation, recorded through mail-auth's writer so the header this
+            // hop seals agrees with the verdict `verify` gives.
+            let host = &self.config.authserv_id;
+            let spf = spf::verify(authenticator.resolver(), envelope, host, unix_now()).await;
+            let output = SpfOutput::new(spf.domain).with_result(spf_result(spf.result));
+            let parameters = SpfParameters::mail_from(ip, helo, host, sender);
+            results = results.with_spf_result(&output, &parameters);
         }
         if let Some(ip) = envelope.client_ip {
             results = results.with_arc_result(&arc, ip);
@@ -116,6 +120,18 @@ impl Verifier {
         }
         .map_err(|e| Error::Seal(e.to_string()))?;
         Ok(set)
+    }
+}
+
+fn spf_result(result: AuthResult) -> SpfResult {
+    match result {
+        AuthResult::Pass => SpfResult::Pass,
+        AuthResult::Fail => SpfResult::Fail,
+        AuthResult::SoftFail => SpfResult::SoftFail,
+        AuthResult::Neutral | AuthResult::Policy => SpfResult::Neutral,
+        AuthResult::TempError => SpfResult::TempError,
+        AuthResult::PermError => SpfResult::PermError,
+        AuthResult::None => SpfResult::None,
     }
 }
 

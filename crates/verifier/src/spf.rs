@@ -1,42 +1,61 @@
-//! SPF (RFC 7208) for the HELO identity and the MAIL FROM identity, through mail-auth's
-//! evaluator (which enforces the ten-lookup and two-void-lookup limits).
+//! SPF (RFC 7208) for the HELO identity and the MAIL FROM identity: signet's own
+//! `check_host()` ([`crate::spf_eval`]) over the verifier's resolver, so a `--records` table
+//! (served on loopback) and the internet take the same path.
 
-use mail_auth::hickory_resolver::proto::rr::RData;
-use mail_auth::spf::verify::SpfParameters;
-use mail_auth::{MessageAuthenticator, SpfResult};
+use std::net::IpAddr;
 
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_resolver::TokioResolver;
+
+use crate::Envelope;
+use crate::dns::{Kind, RecordData};
 use crate::report::{AuthResult, SpfCheck, SpfReport};
-use crate::{Envelope, spf_syntax};
+use crate::spf_eval::{self, Client, Outcome, SpfDns, SpfResult};
 
 pub(crate) async fn verify(
-    authenticator: &MessageAuthenticator,
+    resolver: &TokioResolver,
     envelope: &Envelope,
     host: &str,
+    now: u64,
 ) -> SpfReport {
     let Some(ip) = envelope.client_ip else {
         return SpfReport::not_checked("no client IP given (--client-ip)");
     };
     // An IPv4-mapped IPv6 address is the IPv4 client it stands for (RFC 7208 section 5).
     let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-        v4 @ std::net::IpAddr::V4(_) => v4,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
     };
     let helo = envelope.helo.as_deref().unwrap_or_default();
-    let ip_text = ip.to_string();
+    let dns = Resolver(resolver);
+    let client = Client {
+        ip,
+        sender: "",
+        helo,
+        receiver: host,
+        now,
+    };
     let helo_check = if helo.is_empty() {
         None
     } else {
-        let parameters = SpfParameters::helo(ip, helo, host);
-        Some(check_identity(authenticator, helo, &ip_text, parameters).await)
+        let sender = format!("postmaster@{helo}");
+        Some(
+            check_identity(
+                &dns,
+                Client {
+                    sender: &sender,
+                    ..client
+                },
+                helo,
+            )
+            .await,
+        )
     };
     let mail_from = envelope.mail_from.as_deref();
     let mail_from_check = match mail_from {
         Some(sender) if sender.contains('@') => {
             let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
-            let parameters = SpfParameters::mail_from(ip, helo, host, sender);
-            Some(check_identity(authenticator, domain, &ip_text, parameters).await)
+            Some(check_identity(&dns, Client { sender, ..client }, domain).await)
         }
         Some(sender) if !sender.is_empty() => Some(SpfCheck {
             result: AuthResult::PermError,
@@ -67,71 +86,21 @@ pub(crate) async fn verify(
     }
 }
 
-async fn check_identity(
-    authenticator: &MessageAuthenticator,
-    domain: &str,
-    ip: &str,
-    parameters: SpfParameters<'_>,
-) -> SpfCheck {
-    if let Some(refused) = precheck(authenticator, domain, ip).await {
-        return refused;
-    }
-    let output = authenticator.verify_spf(parameters).await;
-    check(output.result(), output.domain(), ip, output.explanation())
+async fn check_identity(dns: &Resolver<'_>, client: Client<'_>, domain: &str) -> SpfCheck {
+    let outcome = spf_eval::check_host(dns, client, domain).await;
+    check(&outcome, domain, client.ip)
 }
 
-/// The domain's own record, read first for the checks mail-auth does not make: exactly one
-/// `v=spf1` record (RFC 7208 section 4.5) and its syntax (section 12). Lookup failures are left
-/// to the evaluation, which reports them.
-async fn precheck(
-    authenticator: &MessageAuthenticator,
-    domain: &str,
-    ip: &str,
-) -> Option<SpfCheck> {
-    let name = format!("{}.", domain.trim_end_matches('.'));
-    let lookup = authenticator.resolver().txt_lookup(name).await.ok()?;
-    let records: Vec<String> = lookup
-        .answers()
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
-        .filter(|text| {
-            let lower = text.to_ascii_lowercase();
-            lower == "v=spf1" || lower.starts_with("v=spf1 ")
-        })
-        .collect();
-    let problem = match records.as_slice() {
-        [] => return None,
-        [one] => spf_syntax::check(one).err()?,
-        many => format!(
-            "{} publishes {} SPF records; it must publish one",
-            domain,
-            many.len()
-        ),
-    };
-    Some(SpfCheck {
-        result: AuthResult::PermError,
-        reason: format!("{domain}'s SPF record is invalid ({problem}); {ip} was not evaluated"),
-        domain: domain.to_string(),
-    })
-}
-
-fn check(result: SpfResult, domain: &str, ip: &str, explanation: Option<&str>) -> SpfCheck {
-    let (result, reason) = match result {
+fn check(outcome: &Outcome, domain: &str, ip: IpAddr) -> SpfCheck {
+    let detail = &outcome.detail;
+    let (result, reason) = match outcome.result {
         SpfResult::Pass => (
             AuthResult::Pass,
             format!("{domain} designates {ip} as a permitted sender"),
         ),
         SpfResult::Fail => {
             let mut reason = format!("{domain} does not designate {ip} as a permitted sender");
-            if let Some(explanation) = explanation.filter(|e| !e.is_empty()) {
+            if let Some(explanation) = outcome.explanation.as_deref().filter(|e| !e.is_empty()) {
                 reason = format!("{reason}: {explanation}");
             }
             (AuthResult::Fail, reason)
@@ -142,7 +111,7 @@ fn check(result: SpfResult, domain: &str, ip: &str, explanation: Option<&str>) -
         ),
         SpfResult::Neutral => (
             AuthResult::Neutral,
-            format!("{domain} makes no assertion about {ip} (?all)"),
+            format!("{domain} makes no assertion about {ip} ({detail})"),
         ),
         SpfResult::None => (
             AuthResult::None,
@@ -150,16 +119,60 @@ fn check(result: SpfResult, domain: &str, ip: &str, explanation: Option<&str>) -
         ),
         SpfResult::TempError => (
             AuthResult::TempError,
-            format!("a DNS lookup for {domain}'s SPF record failed; try again later"),
+            format!("{detail} while checking {domain}'s SPF record; try again later"),
         ),
         SpfResult::PermError => (
             AuthResult::PermError,
-            format!("{domain}'s SPF record is invalid or exceeds the lookup limits"),
+            format!("{detail}; {ip} was not evaluated against {domain}'s SPF record"),
         ),
     };
     SpfCheck {
         result,
         reason,
         domain: domain.to_string(),
+    }
+}
+
+/// The verifier's hickory resolver as the evaluator's DNS. Timeouts, SERVFAIL and every other
+/// failure are temporary; NXDOMAIN and NODATA are empty answers.
+struct Resolver<'a>(&'a TokioResolver);
+
+impl SpfDns for Resolver<'_> {
+    async fn query(&self, name: &str, kind: Kind) -> Result<Vec<RecordData>, String> {
+        // Raw labels: a domain-spec may hold any visible character (`a:foo:bar/baz.example.com`),
+        // which hickory's text parsers refuse.
+        let mut name = Name::from_labels(name.trim_end_matches('.').split('.').map(str::as_bytes))
+            .map_err(|e| e.to_string())?;
+        name.set_fqdn(true);
+        let record_type = match kind {
+            Kind::Txt => RecordType::TXT,
+            Kind::A => RecordType::A,
+            Kind::Aaaa => RecordType::AAAA,
+            Kind::Mx => RecordType::MX,
+            Kind::Ptr => RecordType::PTR,
+            Kind::Cname => RecordType::CNAME,
+        };
+        let lookup = match self.0.lookup(name, record_type).await {
+            Ok(lookup) => lookup,
+            Err(error) if error.is_no_records_found() => return Ok(Vec::new()),
+            Err(error) => return Err(error.to_string()),
+        };
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => Some(RecordData::Txt(
+                    txt.txt_data.iter().map(|s| s.to_vec()).collect(),
+                )),
+                RData::A(a) => Some(RecordData::A(a.0)),
+                RData::AAAA(a) => Some(RecordData::Aaaa(a.0)),
+                RData::MX(mx) => Some(RecordData::Mx {
+                    preference: mx.preference,
+                    exchange: crate::dns::raw_name(&mx.exchange),
+                }),
+                RData::PTR(ptr) => Some(RecordData::Ptr(crate::dns::raw_name(&ptr.0))),
+                _ => None,
+            })
+            .collect())
     }
 }

@@ -43,5 +43,7 @@ pub fn txt_table(text: &str) -> RecordTable {
 pub async fn offline(table: RecordTable) -> Verifier {
     let mut config = VerifierConfig::new("mx.signet.test", Resolution::Answers(Arc::new(table)));
     config.timeout = Duration::from_millis(300);
-    Verifier::new(config).await.expect("verifier starts")
+    Verifier::new(config)
+        .await
+        .unwrap_or_else(|e| panic!("the verifier does not start: {e}"))
 }
