@@ -276,11 +276,9 @@ async fn admit_recipient(
     let domain = sender.address.rsplit_once('@').map_or("", |(_, d)| d);
     let accepted = match (domain.parse::<DomainName>(), tenant.parse::<TenantName>()) {
         (Ok(domain), Ok(tenant)) => service
-            .domains(Some(&tenant))
+            .accepts(&tenant, &domain)
             .await
-            .map_err(|e| temporary(&e))?
-            .iter()
-            .any(|d| d.name == domain),
+            .map_err(|e| temporary(&e))?,
         _ => false,
     };
     if accepted {

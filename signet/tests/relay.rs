@@ -148,6 +148,13 @@ fn relay_with(resolver: &str, dns_port: u16) -> Gateway {
     }
 }
 
+/// Waits until a running `signet serve` sees what the CLI just changed: its mail path reads
+/// connectors, domains and configs through a cache that is at most a second old (as its DNS
+/// server picks up zone changes within a second).
+fn settle() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
 /// `signet serve` on these ports, once its DNS and both SMTP listeners answer.
 fn serve(signet: &Signet, dns_port: u16, relay_port: u16, submission_port: u16) -> support::Server {
     let server = signet.serve_with(
@@ -189,6 +196,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
             "127.0.0.1/32",
         ])
         .ok();
+    settle();
     let stranger = swaks(relay_port, "eve@fabrikam.com", "ann@example.org", &message);
     assert!(
         stranger.contains("550 5.7.1 Sender domain fabrikam.com is not accepted"),
@@ -249,6 +257,7 @@ fn smuggled_messages_never_reach_the_next_hop() {
             "127.0.0.1/32",
         ])
         .ok();
+    settle();
     // The 2023 SMTP smuggling end-of-data variants, each hiding a second message.
     let variants: [&[u8]; 6] = [
         b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r",
@@ -341,6 +350,7 @@ fn submission_needs_tls_and_a_login_then_signs() {
             b"correct horse battery staple\n",
         )
         .ok();
+    settle();
     let message = signet.dir.path().join("message.eml");
     std::fs::write(&message, "From: App <app@contoso.com>\r\nTo: ann@example.org\r\nSubject: invoice\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <s1@contoso.com>\r\n\r\nYour invoice.\r\n").unwrap();
 
@@ -605,6 +615,7 @@ fn a_crash_loses_no_acknowledged_message() {
             "127.0.0.1/32",
         ])
         .ok();
+    settle();
     let proxy = TrackingProxy::start(relay_port);
     let total = 2000;
     let mut first = smtp_source(proxy.port, total);
@@ -661,10 +672,13 @@ fn a_crash_loses_no_acknowledged_message() {
             "{id} arrived but was never acknowledged"
         );
     }
+    // Twice only for deliveries under way at the kill (at most 16 at once): the next hop had
+    // said 250 and the spool entry was not yet removed. SMTP cannot close that window; it
+    // prefers a duplicate to a loss (RFC 5321 section 6.1).
     let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
-        twice.len() <= 1 && twice.iter().all(|(_, n)| **n == 2),
-        "duplicates beyond the single in-flight delivery: {twice:?}"
+        twice.len() <= 16 && twice.iter().all(|(_, n)| **n == 2),
+        "duplicates beyond the deliveries in flight: {twice:?}"
     );
     eprintln!(
         "crash test: {} acknowledged ({} before the kill), {} in doubt ({} of them delivered), {} delivered twice",
@@ -814,6 +828,7 @@ fn every_verifier_passes_what_the_relay_delivers() {
     ] {
         signet.run(command).ok();
     }
+    settle();
     let senders = [
         (
             "joe@contoso.com",
@@ -885,6 +900,7 @@ fn deferred_mail_is_retried_and_refused_mail_bounces() {
             "127.0.0.1/32",
         ])
         .ok();
+    settle();
     let sink_port = gateway.sink.port;
     drop(gateway.sink); // replaced below by sinks that misbehave on purpose
     let message = signet.dir.path().join("message.eml");

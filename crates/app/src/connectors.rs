@@ -100,7 +100,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "tenant": tenant.as_str(), "connector": describe(&connector) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(connector)
     }
 
@@ -122,16 +122,16 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "tenant": tenant.as_str(), "name": name }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
     /// The tenant whose relay connector covers `client`, if any.
     pub async fn tenant_for_client(&self, client: IpAddr) -> Result<Option<TenantName>> {
-        let connectors = self.connectors(None).await?;
-        Ok(connectors.into_iter().find_map(|c| match &c.kind {
+        let connectors = self.cached_connectors().await?;
+        Ok(connectors.iter().find_map(|c| match &c.kind {
             ConnectorKind::Networks(networks) if networks.iter().any(|n| n.contains(client)) => {
-                Some(c.tenant)
+                Some(c.tenant.clone())
             }
             _ => None,
         }))
@@ -148,14 +148,14 @@ impl<D: Dns, C: Clock> Service<D, C> {
     /// The submission login named `username`, if there is one; check its password with
     /// [`check_password`].
     pub async fn login(&self, username: &str) -> Result<Option<Login>> {
-        let connectors = self.connectors(None).await?;
-        Ok(connectors.into_iter().find_map(|c| match c.kind {
+        let connectors = self.cached_connectors().await?;
+        Ok(connectors.iter().find_map(|c| match &c.kind {
             ConnectorKind::Login {
                 username: u,
                 password_hash,
             } if u == username => Some(Login {
-                tenant: c.tenant,
-                password_hash,
+                tenant: c.tenant.clone(),
+                password_hash: password_hash.clone(),
             }),
             _ => None,
         }))

@@ -13,6 +13,7 @@
 //! ```
 
 mod connectors;
+mod directory;
 mod lifecycle;
 mod scheduler;
 mod signing;
@@ -24,9 +25,9 @@ use std::sync::Arc;
 
 use signet_keys::{
     DomainName, KeyId, KeySpec, KeyZone, MasterKey, PrivateKey, PublicKey, RotationPolicy,
-    SigningConfig, Span, Timestamp,
+    SigningConfig, Span, TenantName, Timestamp,
 };
-use signet_store::{AuditEntry, Store, StoreError, Tx};
+use signet_store::{AcceptedDomain, AuditEntry, Store, StoreError, Tx};
 
 pub use connectors::{Login, NewConnector, check_password, describe as describe_connector};
 pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
@@ -124,6 +125,7 @@ pub struct Service<D, C> {
     settings: Settings,
     actor: String,
     keys: KeyCache,
+    directory: directory::Directory,
 }
 
 /// Private keys opened so far, by key id. A key id names one key for ever (a rotation makes a
@@ -179,7 +181,60 @@ impl<D: Dns, C: Clock> Service<D, C> {
             settings,
             actor: actor.into(),
             keys: KeyCache::default(),
+            directory: directory::Directory::default(),
         }
+    }
+
+    /// Commits a use-case's transaction; what the mail path had cached is read afresh.
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        tx.commit().await?;
+        self.directory.clear();
+        Ok(())
+    }
+
+    /// The accepted domain `name`, from the mail path's cache (see `directory`).
+    pub(crate) async fn cached_domain(&self, name: &DomainName) -> Result<Option<AcceptedDomain>> {
+        match self.directory.domain(name) {
+            directory::Cached::Hit(value) => Ok(value),
+            directory::Cached::Miss(generation) => {
+                let value = self.store.begin().await?.domain(name).await?;
+                self.directory.keep_domain(generation, name, value.clone());
+                Ok(value)
+            }
+        }
+    }
+
+    /// The signing config of `name`, from the mail path's cache.
+    pub(crate) async fn cached_config(&self, name: &DomainName) -> Result<Option<SigningConfig>> {
+        match self.directory.config(name) {
+            directory::Cached::Hit(value) => Ok(value),
+            directory::Cached::Miss(generation) => {
+                let value = self.store.begin().await?.config(name).await?;
+                self.directory.keep_config(generation, name, value.clone());
+                Ok(value)
+            }
+        }
+    }
+
+    /// Every connector, from the mail path's cache.
+    pub(crate) async fn cached_connectors(&self) -> Result<Arc<Vec<signet_store::Connector>>> {
+        match self.directory.connectors() {
+            directory::Cached::Hit(value) => Ok(value),
+            directory::Cached::Miss(generation) => {
+                let value = Arc::new(self.store.begin().await?.connectors(None).await?);
+                self.directory
+                    .keep_connectors(generation, Arc::clone(&value));
+                Ok(value)
+            }
+        }
+    }
+
+    /// Whether `tenant` has accepted `domain` (the relay's check of a sender's domain).
+    pub async fn accepts(&self, tenant: &TenantName, domain: &DomainName) -> Result<bool> {
+        Ok(self
+            .cached_domain(domain)
+            .await?
+            .is_some_and(|d| d.tenant == *tenant))
     }
 
     pub fn settings(&self) -> &Settings {

@@ -87,7 +87,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "after": audit_view(&config) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(config)
     }
 
@@ -170,7 +170,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "before": audit_view(&before), "after": audit_view(&after) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(after)
     }
 
@@ -228,7 +228,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "after": audit_view(&config) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(config)
     }
 
@@ -281,7 +281,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "before": audit_view(&before), "after": audit_view(&after) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(after)
     }
 
@@ -303,7 +303,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "before": audit_view(&before) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -98,7 +98,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let detail = json!({ "before": audit_view(&before), "after": audit_view(&after), "events": report.events });
         self.record(&mut tx, "scheduler.tick", Some(&after.domain), detail)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

@@ -76,8 +76,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         author: &DomainName,
         recipients: &[DomainName],
     ) -> Result<Option<TenantView>> {
-        let mut tx = self.store.begin().await?;
-        let Some(accepted) = tx.domain(author).await? else {
+        let Some(accepted) = self.cached_domain(author).await? else {
             return Ok(None);
         };
         let tenant = accepted.tenant;
@@ -85,15 +84,15 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let mut domains = HashMap::new();
         for name in [author, &initial_domain] {
             if !domains.contains_key(name) {
-                domains.insert(name.clone(), tx.config(name).await?);
+                domains.insert(name.clone(), self.cached_config(name).await?);
             }
         }
         for recipient in recipients {
             if domains.contains_key(recipient) {
                 continue;
             }
-            if tx
-                .domain(recipient)
+            if self
+                .cached_domain(recipient)
                 .await?
                 .is_some_and(|d| d.tenant == tenant)
             {

@@ -43,7 +43,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let detail = json!({ "initial_domain": initial.as_str(), "routing_domain": routing.as_str(), "config": audit_view(&config) });
         self.record(&mut tx, "tenant.add", Some(&initial), detail)
             .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(config)
     }
 
@@ -91,7 +91,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "tenant": name.as_str() }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 
@@ -149,7 +149,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "tenant": tenant.as_str(), "config": audit_view(&config) }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(config)
     }
 
@@ -188,7 +188,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             json!({ "tenant": accepted.tenant.as_str() }),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(())
     }
 

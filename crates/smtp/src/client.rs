@@ -279,9 +279,11 @@ async fn transaction(
                 "{address} offers no STARTTLS: the login is never sent in the clear"
             )));
         }
-        return c
+        let outcomes = c
             .mail(&extensions, sender, recipients, message, eight_bit)
             .await;
+        quit_later(c);
+        return outcomes;
     };
     let reply = c.command("STARTTLS").await?;
     if reply.code != 220 {
@@ -311,8 +313,20 @@ async fn transaction(
     if let Some((user, password)) = &next_hop.login {
         c.authenticate(&extensions, user, password).await?;
     }
-    c.mail(&extensions, sender, recipients, message, eight_bit)
-        .await
+    let outcomes = c
+        .mail(&extensions, sender, recipients, message, eight_bit)
+        .await;
+    quit_later(c);
+    outcomes
+}
+
+/// Says QUIT and waits for the goodbye off the delivery's path: the outcome is known at the
+/// `250`, and the sooner the spool hears it, the shorter the window in which a crash would
+/// deliver the message a second time.
+fn quit_later<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut c: Connection<S>) {
+    tokio::spawn(async move {
+        let _ = c.command("QUIT").await;
+    });
 }
 
 /// Whether an EHLO reply (upper-cased, lines joined by spaces) lists `keyword`.
@@ -395,7 +409,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .iter()
             .any(|(_, o)| *o == RecipientOutcome::Delivered)
         {
-            let _ = c.command("QUIT").await;
             return Ok(outcomes);
         }
         let data = c.command("DATA").await?;
@@ -416,7 +429,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 }
             }
         }
-        let _ = c.command("QUIT").await;
         Ok(outcomes)
     }
 
