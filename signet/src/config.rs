@@ -84,6 +84,7 @@ struct RawSmtp {
     smart_host_ca: Option<PathBuf>,
     smart_host_login: Option<String>,
     smart_host_password_file: Option<PathBuf>,
+    mx_port: Option<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +127,9 @@ pub struct SmtpSettings {
     pub smart_host_ca: Option<PathBuf>,
     /// A login for AUTH at the smart host: the user, and the file holding the password.
     pub smart_host_login: Option<(String, PathBuf)>,
+    /// The port of recipients' MX hosts when there is no smart host (25; another value is for
+    /// tests and unusual networks).
+    pub mx_port: u16,
     /// This host's name in EHLO, `Received:` and DSNs.
     pub hostname: String,
     /// How long a message may wait in the queue before it bounces.
@@ -332,6 +336,7 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
         );
     }
     Ok(SmtpSettings {
+        mx_port: raw.mx_port.unwrap_or(25),
         smart_host_tls,
         smart_host_ca: raw.smart_host_ca.map(|file| data_dir.join(file)),
         smart_host_login,
@@ -437,10 +442,10 @@ retention = "7d"       # how long a replaced key stays published
 check_interval = "1h"  # how often CNAMEs are re-checked
 # interval = "90d"     # automatic rotation, off unless set (minimum 5d)
 
-[smtp]       # the signing relay runs when smart_host is set
+[smtp]       # the signing gateway: relay and submission listeners, delivery
 relay_listen = "127.0.0.1:2525"
 submission_listen = "127.0.0.1:2587"
-# smart_host = "mail.example.net:25"   # where signed mail goes (delivery to MX: not yet)
+# smart_host = "mail.example.net:25"   # where signed mail goes; unset: the recipients' MX
 # smart_host_tls = "opportunistic"     # off | opportunistic (STARTTLS if offered) | required
 # smart_host_ca = "smart-host-ca.pem"  # for required: CAs to trust; default: the system's
 # smart_host_login = "relay-user"      # AUTH PLAIN after STARTTLS, with the password in

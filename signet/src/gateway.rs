@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use signet_app::{AppError, SignOutcome, SigningPolicy};
 use signet_keys::{DomainName, TenantName};
+use signet_smtp::client::NextHopTls;
+use signet_smtp::delivery::Route;
 use signet_smtp::spool::{Envelope, QueueId, Spool};
 use signet_smtp::{
     Admission, AuthAvailability, Client, Counter, Counters, Credentials, Listener, ListenerConfig,
@@ -30,12 +32,6 @@ pub async fn spawn(
     service: Arc<Signet>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    let Some(smart_host) = config.smtp.smart_host.clone() else {
-        info!(
-            "relay: off (set [smtp] smart_host to relay signed mail; delivery to MX is not implemented yet)"
-        );
-        return Ok(Vec::new());
-    };
     let spool =
         Arc::new(Spool::open(config.data_dir.join("spool")).context("cannot open the spool")?);
     let (fresh, fresh_ids) = mpsc::unbounded_channel();
@@ -83,8 +79,24 @@ pub async fn spawn(
         run_listener(relay, relay_listen, stop.clone()).await?,
         run_listener(submission, submission_listen, stop.clone()).await?,
     ];
+    let (route, towards) = match &config.smtp.smart_host {
+        Some(smart_host) => (
+            Route::SmartHost(crate::tls::next_hop(&config.smtp, smart_host)?),
+            format!("the smart host {smart_host}"),
+        ),
+        None => (
+            Route::Mx {
+                lookup: Arc::new(crate::resolver::HickoryDns::new(&config.resolver)?),
+                port: config.smtp.mx_port,
+                tls: NextHopTls::Opportunistic(
+                    signet_smtp::client::opportunistic_tls().context("TLS towards MX hosts")?,
+                ),
+            },
+            format!("the recipients' MX hosts (port {})", config.smtp.mx_port),
+        ),
+    };
     let delivery = signet_smtp::delivery::DeliveryConfig {
-        next_hop: crate::tls::next_hop(&config.smtp, &smart_host)?,
+        route,
         hostname,
         queue_lifetime: Duration::from_secs(
             u64::try_from(config.smtp.queue_lifetime.seconds()).unwrap_or(0),
@@ -102,7 +114,7 @@ pub async fn spawn(
     let reporter = tokio::spawn(report_counters(counters, stop));
     info!(%relay_listen, "relay: accepting from connector networks");
     info!(%submission_listen, "submission: STARTTLS, then AUTH with a connector login");
-    info!(%smart_host, "delivery: to the smart host");
+    info!("delivery: to {towards}");
     Ok(tasks.into_iter().chain([worker, reporter]).collect())
 }
 

@@ -9,6 +9,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use signet_app::{Dns, LookupError};
+use signet_smtp::delivery::MxAnswer;
 
 use crate::config::ResolverSettings;
 
@@ -104,6 +105,59 @@ impl Dns for HickoryDns {
                 .collect()),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
             Err(e) => Err(temporary(name, &e)),
+        }
+    }
+}
+
+/// Where a recipient domain's mail goes, for delivery without a smart host: its MX hosts by
+/// preference with their addresses, or the domain itself when it has no MX (RFC 5321 5.1).
+impl signet_smtp::delivery::MxLookup for HickoryDns {
+    fn hosts<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MxAnswer> + Send + 'a>> {
+        Box::pin(self.mx_hosts(domain))
+    }
+}
+
+impl HickoryDns {
+    async fn mx_hosts(&self, domain: &str) -> MxAnswer {
+        let mut exchanges: Vec<(u16, String)> =
+            match self.resolver.lookup(absolute(domain), RecordType::MX).await {
+                Ok(lookup) => lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) if e.is_nx_domain() => {
+                    return MxAnswer::NoMail(format!("{domain} does not exist (NXDOMAIN)"));
+                }
+                Err(e) if e.is_no_records_found() => Vec::new(),
+                Err(e) => return MxAnswer::Unknown(format!("MX lookup for {domain}: {e}")),
+            };
+        if exchanges.len() == 1 && exchanges[0].1 == "." {
+            return MxAnswer::NoMail(format!("{domain} accepts no mail (null MX, RFC 7505)"));
+        }
+        if exchanges.is_empty() {
+            exchanges.push((0, domain.to_string())); // the implicit MX
+        }
+        exchanges.sort_by_key(|(preference, _)| *preference);
+        let mut hosts = Vec::new();
+        let mut trouble = None;
+        for (_, exchange) in exchanges {
+            match self.resolver.lookup_ip(absolute(&exchange)).await {
+                Ok(found) => hosts.push((exchange, found.iter().collect())),
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => {}
+                Err(e) => trouble = Some(format!("address of {exchange}: {e}")),
+            }
+        }
+        match (hosts.is_empty(), trouble) {
+            (false, _) => MxAnswer::Hosts(hosts),
+            (true, Some(why)) => MxAnswer::Unknown(why),
+            (true, None) => MxAnswer::NoMail(format!("no mail host of {domain} has an address")),
         }
     }
 }

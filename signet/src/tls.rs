@@ -97,6 +97,7 @@ pub fn next_hop(smtp: &SmtpSettings, address: &str) -> Result<NextHop> {
     };
     Ok(NextHop {
         address: address.to_string(),
+        name: None,
         tls,
         login,
     })

@@ -120,6 +120,13 @@ fn relay() -> Gateway {
 
 /// As [`relay`], with signet's resolver and DNS port chosen by the caller.
 fn relay_with(resolver: &str, dns_port: u16) -> Gateway {
+    gateway(resolver, dns_port, |sink_port| {
+        format!("smart_host = \"127.0.0.1:{sink_port}\"\nhostname = \"signet.test\"")
+    })
+}
+
+/// An installation whose `[smtp]` settings `smtp(sink port)` gives, with `signet serve` running.
+fn gateway(resolver: &str, dns_port: u16, smtp: impl Fn(u16) -> String) -> Gateway {
     let sink_dir = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(sink_dir.path());
     let signet = Signet::with_tenant(resolver);
@@ -127,13 +134,9 @@ fn relay_with(resolver: &str, dns_port: u16) -> Gateway {
         .run(&["domain", "add", "contoso", "contoso.com"])
         .ok();
     let toml = signet.data_dir().join("signet.toml");
-    let text = std::fs::read_to_string(&toml).unwrap().replace(
-        "# smart_host = \"mail.example.net:25\"",
-        &format!(
-            "smart_host = \"127.0.0.1:{}\"\nhostname = \"signet.test\"",
-            sink.port
-        ),
-    );
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("# smart_host = \"mail.example.net:25\"", &smtp(sink.port));
     std::fs::write(&toml, text).unwrap();
     let (relay_port, submission_port) = (free_port(), free_port());
     let server = serve(&signet, dns_port, relay_port, submission_port);
@@ -987,4 +990,72 @@ fn deferred_mail_is_retried_and_refused_mail_bounces() {
         );
     }
     wait_for(Duration::from_secs(5), "an empty queue", || queued() == 0);
+}
+
+/// Without a smart host, mail goes to the recipient domain's MX, found through signet's
+/// resolver (here Knot, serving the recipient's zone): `MX 10 mx.example.org`, `mx A
+/// 127.0.0.1`, and the MX port pointed at the sink. A domain that does not exist bounces.
+#[test]
+fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
+    let zone = customer_zone(
+        "example.org",
+        &[("@", "MX", "10 mx.example.org."), ("mx", "A", "127.0.0.1")],
+    );
+    let dns = Knot::start(&[("example.org", zone)]);
+    let gateway = gateway(&dns.address(), free_port(), |sink_port| {
+        format!("mx_port = {sink_port}\nhostname = \"signet.test\"")
+    });
+    let signet = &gateway.signet;
+    signet
+        .run(&[
+            "connector",
+            "add",
+            "contoso",
+            "lan",
+            "--from",
+            "127.0.0.1/32",
+        ])
+        .ok();
+    settle();
+    let message = signet.dir.path().join("message.eml");
+    std::fs::write(
+        &message,
+        "From: joe@contoso.com\r\nTo: ann@example.org\r\nSubject: via MX\r\n\r\nhello\r\n",
+    )
+    .unwrap();
+    let said = swaks_with(
+        gateway.relay_port,
+        "joe@contoso.com",
+        "ann@example.org",
+        &message,
+        &["--to", "ann@example.org,nobody@nowhere.example.org"],
+    );
+    assert!(said.contains("250 2.0.0"), "{said}");
+    wait_for(Duration::from_secs(10), "the message at the MX", || {
+        dumped(gateway.sink_dir.path()).len() == 1
+    });
+    let delivered = String::from_utf8_lossy(&dumped(gateway.sink_dir.path())[0]).into_owned();
+    assert!(
+        delivered.contains("X-Rcpt-Args: <ann@example.org>"),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("d=contoso.dkim.example.net;"),
+        "signed: {delivered}"
+    );
+    let log = gateway.server.log_text();
+    assert!(
+        log.contains("delivery: to the recipients' MX hosts"),
+        "{log}"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the bounce for the missing domain",
+        || {
+            gateway
+                .server
+                .log_text()
+                .contains("nowhere.example.org does not exist (NXDOMAIN)")
+        },
+    );
 }

@@ -23,8 +23,10 @@ use zeroize::Zeroizing;
 /// How to reach the next hop.
 #[derive(Clone)]
 pub struct NextHop {
-    /// `host:port`.
+    /// `host:port`, or `ip:port` when [`NextHop::name`] is set.
     pub address: String,
+    /// The host's name (for TLS) when `address` is an IP address: an MX host.
+    pub name: Option<String>,
     pub tls: NextHopTls,
     /// A login for AUTH PLAIN, sent only once TLS is up.
     pub login: Option<(String, Zeroizing<String>)>,
@@ -128,12 +130,16 @@ impl NextHop {
     pub fn plain(address: impl Into<String>) -> NextHop {
         NextHop {
             address: address.into(),
+            name: None,
             tls: NextHopTls::Off,
             login: None,
         }
     }
 
     fn host(&self) -> &str {
+        if let Some(name) = &self.name {
+            return name.trim_end_matches('.');
+        }
         self.address
             .rsplit_once(':')
             .map_or(self.address.as_str(), |(host, _)| host)
@@ -151,6 +157,7 @@ impl std::fmt::Debug for NextHop {
         };
         f.debug_struct("NextHop")
             .field("address", &self.address)
+            .field("name", &self.name)
             .field("tls", &tls)
             .field("login", &self.login.as_ref().map(|(user, _)| user))
             .finish()

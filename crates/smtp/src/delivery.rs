@@ -12,15 +12,61 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::client::{NextHop, RecipientOutcome, send};
+use crate::client::{NextHop, NextHopTls, RecipientOutcome, send};
 use crate::counters::{Counter, Counters};
 use crate::spool::{Envelope, QueueId, Spool};
+
+/// Where mail goes next.
+#[derive(Clone)]
+pub enum Route {
+    /// Everything to one smart host.
+    SmartHost(NextHop),
+    /// Each recipient domain to its MX hosts (RFC 5321 section 5.1), on `port` (25).
+    Mx {
+        lookup: Arc<dyn MxLookup>,
+        port: u16,
+        tls: NextHopTls,
+    },
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::SmartHost(hop) => f.debug_tuple("SmartHost").field(hop).finish(),
+            Route::Mx { port, tls, .. } => f
+                .debug_struct("Mx")
+                .field("port", port)
+                .field("tls", tls)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What the DNS says about where a domain's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// The hosts to try, best first, each with its addresses.
+    Hosts(Vec<(String, Vec<std::net::IpAddr>)>),
+    /// The domain does not exist, or says it takes no mail (a null MX, RFC 7505): give up.
+    NoMail(String),
+    /// The lookup failed for now (timeout, SERVFAIL): try again later.
+    Unknown(String),
+}
+
+/// The MX lookup (with the implicit MX of RFC 5321 section 5.1 when there is none) behind the
+/// configured resolver; a seam, so tests need no DNS.
+pub trait MxLookup: Send + Sync {
+    fn hosts<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MxAnswer> + Send + 'a>>;
+}
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
-    /// The smart host.
-    pub next_hop: NextHop,
+    /// Where mail goes next.
+    pub route: Route,
     /// The name this host gives in EHLO and in DSNs.
     pub hostname: String,
     /// How long a message may wait before its deferred recipients are reported as failed.
@@ -143,16 +189,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
         warn!(%id, "delivery: cannot read the spooled message");
         return;
     };
-    let outcomes = send(
-        &config.next_hop,
-        &config.hostname,
-        &envelope.sender,
-        &envelope.recipients,
-        &message,
-        envelope.eight_bit_mime,
-        config.timeout,
-    )
-    .await;
+    let outcomes = route(config, &envelope, &message).await;
     let now = SystemTime::now();
     let expired =
         now.duration_since(envelope.received_at).unwrap_or_default() > config.queue_lifetime;
@@ -162,7 +199,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
         match outcome {
             RecipientOutcome::Delivered => {
                 config.counters.count(Counter::Delivered);
-                info!(%id, %recipient, next_hop = %config.next_hop, "delivered");
+                info!(%id, %recipient, "delivered");
             }
             RecipientOutcome::Deferred(why) if expired => failed.push(Failed {
                 recipient,
@@ -221,6 +258,101 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
     if !matches!(result, Ok(Ok(()))) {
         warn!(%id, "delivery: cannot update the spool; the message stays queued as it was");
     }
+}
+
+/// One attempt at every recipient of a message, along the configured route.
+async fn route(
+    config: &DeliveryConfig,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Vec<(String, RecipientOutcome)> {
+    let transaction = |hop: NextHop, recipients: Vec<String>| async move {
+        send(
+            &hop,
+            &config.hostname,
+            &envelope.sender,
+            &recipients,
+            message,
+            envelope.eight_bit_mime,
+            config.timeout,
+        )
+        .await
+    };
+    match &config.route {
+        Route::SmartHost(hop) => transaction(hop.clone(), envelope.recipients.clone()).await,
+        Route::Mx { lookup, port, tls } => {
+            let mut outcomes = Vec::new();
+            for (domain, recipients) in by_domain(&envelope.recipients) {
+                let answer = lookup.hosts(&domain).await;
+                outcomes.extend(to_mx(answer, &domain, recipients, *port, tls, &transaction).await);
+            }
+            outcomes
+        }
+    }
+}
+
+/// Recipients grouped by domain (case-insensitive), in their first-seen order.
+fn by_domain(recipients: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for recipient in recipients {
+        let domain = recipient
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
+        match groups.iter_mut().find(|(d, _)| *d == domain) {
+            Some((_, group)) => group.push(recipient.clone()),
+            None => groups.push((domain, vec![recipient.clone()])),
+        }
+    }
+    groups
+}
+
+/// Tries a domain's MX hosts in order: a host that cannot be reached, or that puts off every
+/// recipient, hands over to the next; the first real answer stands.
+async fn to_mx<F, Fut>(
+    answer: MxAnswer,
+    domain: &str,
+    recipients: Vec<String>,
+    port: u16,
+    tls: &NextHopTls,
+    transaction: &F,
+) -> Vec<(String, RecipientOutcome)>
+where
+    F: Fn(NextHop, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Vec<(String, RecipientOutcome)>>,
+{
+    let every = |outcome: RecipientOutcome| {
+        recipients
+            .iter()
+            .map(|r| (r.clone(), outcome.clone()))
+            .collect::<Vec<_>>()
+    };
+    let hosts = match answer {
+        MxAnswer::Hosts(hosts) => hosts,
+        MxAnswer::NoMail(why) => return every(RecipientOutcome::Failed(why)),
+        MxAnswer::Unknown(why) => return every(RecipientOutcome::Deferred(why)),
+    };
+    let mut last = every(RecipientOutcome::Deferred(format!(
+        "{domain}: no MX host has an address"
+    )));
+    for (name, addresses) in hosts {
+        for address in addresses {
+            let hop = NextHop {
+                address: std::net::SocketAddr::new(address, port).to_string(),
+                name: Some(name.clone()),
+                tls: tls.clone(),
+                login: None,
+            };
+            last = transaction(hop, recipients.clone()).await;
+            if !last
+                .iter()
+                .all(|(_, o)| matches!(o, RecipientOutcome::Deferred(_)))
+            {
+                return last;
+            }
+        }
+    }
+    last
 }
 
 /// A recipient given up on, and why.

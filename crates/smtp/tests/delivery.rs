@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use signet_smtp::client::NextHop;
-use signet_smtp::delivery::{DeliveryConfig, attempt, retry_delay, run};
+use signet_smtp::client::{NextHop, NextHopTls};
+use signet_smtp::delivery::{DeliveryConfig, MxAnswer, MxLookup, Route, attempt, retry_delay, run};
 use signet_smtp::spool::{Envelope, Spool};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -13,7 +13,13 @@ use tokio::net::TcpListener;
 /// A next hop that answers RCPT by the recipient's local part: `defer*` 451, `bad*` 550,
 /// anything else 250; it records the messages it accepts.
 async fn next_hop() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    next_hop_on("127.0.0.1:0", false).await
+}
+
+/// As [`next_hop`], listening on `address`; with `rcpts`, it records the accepted RCPT lines
+/// instead of the messages.
+async fn next_hop_on(address: &str, rcpts: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind(address).await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let received = Arc::new(Mutex::new(Vec::new()));
     let store = Arc::clone(&received);
@@ -31,6 +37,10 @@ async fn next_hop() -> (String, Arc<Mutex<Vec<String>>>) {
                         l if l.starts_with("EHLO") => b"250-sink\r\n250 8BITMIME\r\n",
                         l if l.starts_with("RCPT TO:<DEFER") => b"451 4.3.0 try later\r\n",
                         l if l.starts_with("RCPT TO:<BAD") => b"550 5.1.1 no such user\r\n",
+                        l if rcpts && l.starts_with("RCPT TO:") => {
+                            store.lock().unwrap().push(line.trim_end().to_string());
+                            b"250 ok\r\n"
+                        }
                         l if l.starts_with("DATA") => {
                             write.write_all(b"354 go\r\n").await.unwrap();
                             let mut data = String::new();
@@ -42,7 +52,9 @@ async fn next_hop() -> (String, Arc<Mutex<Vec<String>>>) {
                                 }
                                 data.push_str(&l);
                             }
-                            store.lock().unwrap().push(data);
+                            if !rcpts {
+                                store.lock().unwrap().push(data);
+                            }
                             b"250 2.0.0 queued\r\n"
                         }
                         l if l.starts_with("QUIT") => {
@@ -82,7 +94,7 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
     let config = DeliveryConfig {
-        next_hop: NextHop::plain(address),
+        route: Route::SmartHost(NextHop::plain(address)),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(120),
         timeout: Duration::from_secs(5),
@@ -148,7 +160,7 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         .unwrap()
         .to_string();
     let config = DeliveryConfig {
-        next_hop: NextHop::plain(closed),
+        route: Route::SmartHost(NextHop::plain(closed)),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(2),
@@ -203,7 +215,7 @@ async fn the_worker_delivers_each_message_once() {
     let (fresh, fresh_ids) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let config = DeliveryConfig {
-        next_hop: NextHop::plain(address),
+        route: Route::SmartHost(NextHop::plain(address)),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(5),
@@ -238,4 +250,108 @@ async fn the_worker_delivers_each_message_once() {
         .collect();
     subjects.sort_unstable();
     assert_eq!(subjects, (0..40).collect::<Vec<_>>());
+}
+
+/// DNS for the MX test: each domain's answer, as the resolver would give it.
+struct FakeMx(Vec<(&'static str, MxAnswer)>);
+
+impl MxLookup for FakeMx {
+    fn hosts<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = MxAnswer> + Send + 'a>> {
+        let answer = self.0.iter().find(|(d, _)| *d == domain).map_or(
+            MxAnswer::NoMail(format!("{domain}: no such domain")),
+            |(_, a)| a.clone(),
+        );
+        Box::pin(async move { answer })
+    }
+}
+
+/// Without a smart host each recipient domain goes to its own MX hosts, best first, falling
+/// back to the next when one cannot be reached; a domain that takes no mail bounces, one whose
+/// lookup failed waits.
+#[tokio::test]
+async fn mx_delivery_goes_to_each_domains_hosts() {
+    let (first, first_got) = next_hop_on("127.0.0.2:0", true).await;
+    let port: u16 = first.rsplit_once(':').unwrap().1.parse().unwrap();
+    let (_, second_got) = next_hop_on(&format!("127.0.0.3:{port}"), true).await;
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    let lookup = FakeMx(vec![
+        (
+            "a.example",
+            MxAnswer::Hosts(vec![
+                ("mx1.a.example".into(), vec![ip("127.0.0.4")]), // nobody listens there
+                ("mx2.a.example".into(), vec![ip("127.0.0.2")]),
+            ]),
+        ),
+        (
+            "b.example",
+            MxAnswer::Hosts(vec![("mx.b.example".into(), vec![ip("127.0.0.3")])]),
+        ),
+        (
+            "slow.example",
+            MxAnswer::Unknown("slow.example: timed out".into()),
+        ),
+    ]);
+    let config = DeliveryConfig {
+        route: Route::Mx {
+            lookup: Arc::new(lookup),
+            port,
+            tls: NextHopTls::Off,
+        },
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(1),
+        timeout: Duration::from_secs(5),
+        parallel: 1,
+        counters: Arc::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let id = spool
+        .store(
+            &envelope(&[
+                "ann@a.example",
+                "bob@B.example",
+                "cy@gone.example",
+                "di@slow.example",
+            ]),
+            MESSAGE,
+        )
+        .unwrap();
+    attempt(&spool, id, &config).await;
+
+    let rcpts = |got: &Arc<Mutex<Vec<String>>>| -> Vec<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("RCPT"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        rcpts(&first_got),
+        ["RCPT TO:<ann@a.example>"],
+        "the second MX of a.example"
+    );
+    assert_eq!(rcpts(&second_got), ["RCPT TO:<bob@B.example>"]);
+    let kept = spool.envelope(id).unwrap();
+    assert_eq!(kept.recipients, ["di@slow.example"], "waits for DNS");
+    let dsn = spool
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|i| *i != id)
+        .expect("a DSN");
+    let report = String::from_utf8(spool.message(dsn).unwrap()).unwrap();
+    assert!(
+        report.contains("Final-Recipient: rfc822; cy@gone.example"),
+        "{report}"
+    );
+    let counted = config.counters.snapshot();
+    assert_eq!(
+        (counted.delivered, counted.deferred, counted.bounced),
+        (2, 1, 1),
+        "{counted}"
+    );
 }

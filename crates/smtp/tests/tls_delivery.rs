@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{TestPolicy, spool};
 use signet_smtp::client::{NextHop, NextHopTls};
-use signet_smtp::delivery::{DeliveryConfig, attempt};
+use signet_smtp::delivery::{DeliveryConfig, Route, attempt};
 use signet_smtp::{AuthAvailability, Envelope, Listener, ListenerConfig, Spool, SpoolSink};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls;
@@ -64,11 +64,12 @@ async fn smart_host(
 
 fn config(port: u16, tls: NextHopTls, password: &str) -> DeliveryConfig {
     DeliveryConfig {
-        next_hop: NextHop {
+        route: Route::SmartHost(NextHop {
             address: format!("localhost:{port}"),
+            name: None,
             tls,
             login: Some(("user".into(), Zeroizing::new(password.into()))),
-        },
+        }),
         hostname: "signet.test".into(),
         queue_lifetime: Duration::from_hours(1),
         timeout: Duration::from_secs(5),

@@ -363,6 +363,7 @@ impl Signet {
             .arg(self.data_dir())
             .args(["serve", "--dns-listen", &format!("127.0.0.1:{dns_port}")])
             .args(extra)
+            .args(gateway_ports(extra))
             .env_remove("SIGNET_MASTER_KEY")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -376,6 +377,19 @@ impl Signet {
         );
         server
     }
+}
+
+/// Free ports for the relay and submission listeners unless `extra` names them, so that tests
+/// running side by side never fight over the defaults (2525, 2587).
+fn gateway_ports(extra: &[&str]) -> Vec<String> {
+    let mut ports = Vec::new();
+    for flag in ["--relay-listen", "--submission-listen"] {
+        if !extra.contains(&flag) {
+            ports.push(flag.to_string());
+            ports.push(format!("127.0.0.1:{}", free_port()));
+        }
+    }
+    ports
 }
 
 impl Server {
