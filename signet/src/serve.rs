@@ -1,4 +1,5 @@
-//! `signet serve`: the key zone's DNS server and the scheduler, together, until SIGTERM/SIGINT.
+//! `signet serve`: the key zone's DNS server, the signing gateway and the scheduler, together,
+//! until SIGTERM/SIGINT.
 //!
 //! Queries never touch the store: a refresher polls the zone serial (a cheap read) and, when it
 //! moves, rebuilds the zone and swaps it into the server, so a change made with the CLI is
@@ -40,7 +41,10 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
     ));
     let scheduler = tokio::spawn(schedule(config.clone(), Arc::clone(&service), stop.clone()));
     info!(
-        "ready: dns up, scheduler up (pass every {}s)",
+        "ready: dns up on {}, relay up on {}, submission up on {}, delivery up, scheduler up (pass every {}s)",
+        config.dns.listen,
+        config.smtp.relay_listen,
+        config.smtp.submission_listen,
         scheduler_pause(&config).as_secs()
     );
 
