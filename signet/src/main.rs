@@ -234,6 +234,9 @@ enum DkimCommand {
         header_canonicalization: Option<Canonicalization>,
         #[arg(long)]
         body_canonicalization: Option<Canonicalization>,
+        /// Write `x=` (the signature expires 7 days after `t=`) in this domain's signatures.
+        #[arg(long, action = clap::ArgAction::Set)]
+        include_key_expiration: Option<bool>,
         /// Rotate this domain's key automatically every SPAN (e.g. 90d, minimum 5d), or `off`.
         #[arg(long, value_name = "SPAN|off", value_parser = parse_interval)]
         rotation_interval: Option<Interval>,
@@ -638,12 +641,14 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
             enabled,
             header_canonicalization,
             body_canonicalization,
+            include_key_expiration,
             rotation_interval,
         } => {
             let options = SetOptions {
                 enabled,
                 header_canonicalization,
                 body_canonicalization,
+                include_key_expiration,
                 rotation_interval: rotation_interval.map(|Interval(span)| span),
             };
             print!("{}", show(service.set(&domain, options).await?));

@@ -100,3 +100,61 @@ fn signed_messages_verify_against_the_published_records() {
         .run_with_stdin(&["sign"], b"Subject: no author\r\n\r\nx\r\n")
         .refused("no From header");
 }
+
+/// `dkim set --include-key-expiration true` puts `x=` a week after `t=` in the signatures, and
+/// they still verify; `false` takes it out again.
+#[test]
+fn key_expiration_is_written_when_asked() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
+    let tag = |header: &str, name: &str| -> Option<i64> {
+        let flat = header.replace("\r\n\t", " ").replace("\r\n ", " ");
+        let line = flat
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))?
+            .to_string();
+        line.split(';')
+            .map(str::trim)
+            .find_map(|t| t.strip_prefix(name).and_then(|v| v.parse().ok()))
+    };
+    let signed = signet.run_with_stdin(&["sign"], MESSAGE).ok().to_string();
+    assert_eq!(tag(&signed, "x="), None, "off by default: {signed}");
+
+    signet
+        .run(&[
+            "dkim",
+            "set",
+            "contoso.com",
+            "--include-key-expiration",
+            "true",
+        ])
+        .ok();
+    let get = signet.run(&["dkim", "get", "contoso.com"]).ok().to_string();
+    assert!(
+        get.lines()
+            .any(|l| l.starts_with("IncludeKeyExpiration") && l.ends_with("True")),
+        "{get}"
+    );
+    let signed = signet.run_with_stdin(&["sign"], MESSAGE).ok().to_string();
+    let (t, x) = (tag(&signed, "t=").unwrap(), tag(&signed, "x=").unwrap());
+    assert_eq!(x - t, 7 * 24 * 3600, "{signed}");
+    let records = records_file(&signet, &["contoso.com", "contoso.dkim.example.net"]);
+    assert!(
+        dkimpy(&records, signed.as_bytes()),
+        "dkimpy failed:\n{signed}"
+    );
+
+    signet
+        .run(&[
+            "dkim",
+            "set",
+            "contoso.com",
+            "--include-key-expiration",
+            "false",
+        ])
+        .ok();
+    let signed = signet.run_with_stdin(&["sign"], MESSAGE).ok().to_string();
+    assert_eq!(tag(&signed, "x="), None, "{signed}");
+}

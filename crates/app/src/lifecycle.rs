@@ -30,6 +30,8 @@ pub struct SetOptions {
     pub enabled: Option<bool>,
     pub header_canonicalization: Option<Canonicalization>,
     pub body_canonicalization: Option<Canonicalization>,
+    /// Write `x=` (signature expiration, `t=` + 7 days) in this domain's signatures.
+    pub include_key_expiration: Option<bool>,
     /// Automatic rotation for this domain: `Some(None)` turns it off (the installation's
     /// `[rotation] interval` applies then).
     pub rotation_interval: Option<Option<Span>>,
@@ -150,6 +152,9 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         if let Some(c) = options.body_canonicalization {
             after.body_canonicalization = c;
+        }
+        if let Some(include) = options.include_key_expiration {
+            after.include_key_expiration = include;
         }
         if let Some(interval) = options.rotation_interval {
             if let Some(span) = interval
