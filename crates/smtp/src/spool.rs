@@ -1,17 +1,18 @@
 //! The durable spool: accepted messages on disk, fsync'd before the client hears `250`.
 //!
-//! Each entry is two files in one directory: `<id>.eml` (the message, as received) and
-//! `<id>.env` (the envelope, JSON). The envelope file is the commit record: an entry exists
-//! exactly when its `.env` exists. [`Spool::store`] writes both under `tmp-` names and fsyncs
-//! them, renames the message into place, then the envelope, and fsyncs the directory. A crash at
-//! any point before that last fsync returns leaves at most a part of an entry that nobody was
-//! told about; [`Spool::open`] deletes such leftovers (`tmp-*` files, a `.eml` without its
-//! `.env`, an `.env` without its `.eml`).
+//! Each entry is one file, `<id>.msg`: a header line, the envelope as one line of JSON, then
+//! the message as received. [`Spool::store`] writes it under a `tmp-` name, fsyncs it, renames
+//! it into place and fsyncs the directory: the rename is the commit, so a crash leaves a whole
+//! entry or none (and [`Spool::open`] deletes leftover `tmp-` files). A delivery attempt that
+//! changes the envelope (attempts, recipients still to do) writes `<id>.env` beside the entry,
+//! which then overrides the stored envelope.
 //!
-//! Throughput comes from group commit: sessions write and fsync their own files in parallel
-//! (the file system merges concurrent flushes), and one directory fsync covers every rename
-//! made before it started, so twenty sessions storing at once share one instead of queueing
-//! for twenty (see [`GroupSync`]).
+//! One file per message, not two, because creating and deleting inodes is what a busy spool
+//! spends most on (ext4 looks through recently freed inodes for every new one; see
+//! BENCHMARKS.md). Throughput also comes from group commit: sessions write and fsync their own
+//! files in parallel (the file system merges concurrent flushes), and one directory fsync
+//! covers every rename made before it started, so twenty sessions storing at once share one
+//! instead of queueing for twenty (see [`GroupSync`]).
 //!
 //! The methods do blocking file I/O; async callers go through `spawn_blocking` (as
 //! [`crate::SpoolSink`] does).
@@ -19,7 +20,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -31,8 +32,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 const TEMP_PREFIX: &str = "tmp-";
+/// An entry: [`ENTRY_MAGIC`], the envelope as one line of JSON, then the message.
+const ENTRY_SUFFIX: &str = ".msg";
+/// An envelope update (after a delivery attempt), overriding the one in the entry.
 const ENVELOPE_SUFFIX: &str = ".env";
-const MESSAGE_SUFFIX: &str = ".eml";
+/// The message file of the earlier two-file layout, migrated by [`Spool::open`].
+const OLD_MESSAGE_SUFFIX: &str = ".eml";
+const ENTRY_MAGIC: &[u8] = b"signet-spool 1\n";
+/// Enough of an entry to hold its header (envelopes are small: one line of JSON).
+const HEADER_ONLY: usize = 64 * 1024;
 const FORMAT_VERSION: u32 = 1;
 
 /// A spool entry's name: unique within the spool, and sorting as text sorts by arrival time.
@@ -108,7 +116,8 @@ pub struct Spool {
 
 impl Spool {
     /// Opens (creating it, mode 0700, if needed) the spool in `directory`, and deletes what a
-    /// crash may have left: temporary files and messages whose envelope was never committed.
+    /// crash may have left: temporary files, and envelope updates whose entry is gone. Entries
+    /// in the earlier two-file layout (`.eml` + `.env`) are rewritten as one file first.
     pub fn open(directory: impl Into<PathBuf>) -> Result<Self, Error> {
         let directory = directory.into();
         fs::DirBuilder::new()
@@ -116,8 +125,9 @@ impl Spool {
             .mode(0o700)
             .create(&directory)
             .map_err(|source| io_error(&directory, source))?;
+        let mut entries = BTreeSet::new();
         let mut envelopes = BTreeSet::new();
-        let mut messages = BTreeSet::new();
+        let mut old_messages = BTreeSet::new();
         let mut last_id = 0;
         for entry in fs::read_dir(&directory).map_err(|source| io_error(&directory, source))? {
             let entry = entry.map_err(|source| io_error(&directory, source))?;
@@ -125,13 +135,19 @@ impl Spool {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(TEMP_PREFIX) {
                 remove_file(&entry.path())?;
-            } else if let Some(id) = parse_name(name, ENVELOPE_SUFFIX) {
-                last_id = last_id.max(id.0);
-                envelopes.insert(id);
-            } else if let Some(id) = parse_name(name, MESSAGE_SUFFIX) {
-                last_id = last_id.max(id.0);
-                messages.insert(id);
+                continue;
             }
+            let (set, id) = if let Some(id) = parse_name(name, ENTRY_SUFFIX) {
+                (&mut entries, id)
+            } else if let Some(id) = parse_name(name, ENVELOPE_SUFFIX) {
+                (&mut envelopes, id)
+            } else if let Some(id) = parse_name(name, OLD_MESSAGE_SUFFIX) {
+                (&mut old_messages, id)
+            } else {
+                continue;
+            };
+            last_id = last_id.max(id.0);
+            set.insert(id);
         }
         let spool = Self {
             directory,
@@ -139,39 +155,46 @@ impl Spool {
             entries: Mutex::new(()),
             directory_sync: GroupSync::default(),
         };
-        for orphan in messages.difference(&envelopes) {
-            remove_file(&spool.message_path(*orphan))?;
+        for id in &old_messages {
+            if !entries.contains(id) && envelopes.contains(id) {
+                spool.migrate(*id)?;
+                entries.insert(*id);
+            }
+            remove_file(&spool.old_message_path(*id))?;
         }
-        for orphan in envelopes.difference(&messages) {
+        for orphan in envelopes.difference(&entries) {
             remove_file(&spool.envelope_path(*orphan))?;
         }
         spool.sync_directory()?;
         Ok(spool)
     }
 
-    /// Stores a message and its envelope durably; when this returns `Ok`, both are on disk
-    /// and a crash will not lose them.
+    /// Stores a message and its envelope durably, as one file; when this returns `Ok`, it is on
+    /// disk and a crash will not lose it.
     pub fn store(&self, envelope: &Envelope, message: &[u8]) -> Result<QueueId, Error> {
         let id = next_id(&mut lock(&self.last_id));
-        let message_temp = self.temp_path(id, MESSAGE_SUFFIX);
-        let envelope_temp = self.temp_path(id, ENVELOPE_SUFFIX);
-        let result = (|| {
-            write_synced(&message_temp, message)?;
-            write_synced(&envelope_temp, &encode(envelope))?;
-            // The message before its commit record, so that a listing never sees an envelope
-            // without its message.
-            rename(&message_temp, &self.message_path(id))?;
-            rename(&envelope_temp, &self.envelope_path(id))?;
-            self.sync_directory()
-        })();
+        self.write_entry(id, envelope, message)?;
+        Ok(id)
+    }
+
+    /// Writes entry `id` under a temporary name, fsyncs it, renames it into place and fsyncs
+    /// the directory (shared with whoever else is storing).
+    fn write_entry(&self, id: QueueId, envelope: &Envelope, message: &[u8]) -> Result<(), Error> {
+        let temp = self.temp_path(id, ENTRY_SUFFIX);
+        let mut bytes = Vec::with_capacity(message.len() + 512);
+        bytes.extend_from_slice(ENTRY_MAGIC);
+        bytes.extend_from_slice(&encode(envelope));
+        bytes.push(b'\n');
+        bytes.extend_from_slice(message);
+        let result = write_synced(&temp, &bytes)
+            .and_then(|()| rename(&temp, &self.entry_path(id)))
+            .and_then(|()| self.sync_directory());
         if result.is_err() {
             // Best effort: whatever is left is cleaned up by the next open anyway.
-            let _ = fs::remove_file(&message_temp);
-            let _ = fs::remove_file(&envelope_temp);
-            let _ = fs::remove_file(self.envelope_path(id));
-            let _ = fs::remove_file(self.message_path(id));
+            let _ = fs::remove_file(&temp);
+            let _ = fs::remove_file(self.entry_path(id));
         }
-        result.map(|()| id)
+        result
     }
 
     /// The ids of all entries, oldest first.
@@ -184,7 +207,7 @@ impl Spool {
             if let Some(id) = entry
                 .file_name()
                 .to_str()
-                .and_then(|name| parse_name(name, ENVELOPE_SUFFIX))
+                .and_then(|name| parse_name(name, ENTRY_SUFFIX))
             {
                 ids.push(id);
             }
@@ -193,34 +216,43 @@ impl Spool {
         Ok(ids)
     }
 
-    /// An entry's envelope.
+    /// An entry's envelope: the latest update, or the one it was stored with.
     pub fn envelope(&self, id: QueueId) -> Result<Envelope, Error> {
         let path = self.envelope_path(id);
-        let bytes = fs::read(&path).map_err(|source| not_found_or(id, &path, source))?;
-        let stored: StoredEnvelope =
-            serde_json::from_slice(&bytes).map_err(|source| Error::DamagedEntry { id, source })?;
-        Ok(stored.envelope)
+        match fs::read(&path) {
+            Ok(bytes) => decode(id, &bytes),
+            Err(source) if source.kind() == io::ErrorKind::NotFound => {
+                let (envelope, _) = self.read_entry(id, HEADER_ONLY)?;
+                Ok(envelope)
+            }
+            Err(source) => Err(io_error(&path, source)),
+        }
     }
 
     /// An entry's message.
     pub fn message(&self, id: QueueId) -> Result<Vec<u8>, Error> {
-        let path = self.message_path(id);
-        fs::read(&path).map_err(|source| not_found_or(id, &path, source))
+        self.read_entry(id, usize::MAX).map(|(_, message)| message)
     }
 
     /// An entry's envelope and message.
     pub fn load(&self, id: QueueId) -> Result<(Envelope, Vec<u8>), Error> {
-        Ok((self.envelope(id)?, self.message(id)?))
+        let (stored, message) = self.read_entry(id, usize::MAX)?;
+        let envelope = match fs::read(self.envelope_path(id)) {
+            Ok(bytes) => decode(id, &bytes)?,
+            Err(_) => stored,
+        };
+        Ok((envelope, message))
     }
 
     /// Replaces an entry's envelope (after a delivery attempt: attempts, next attempt, the
-    /// recipients still to do), atomically and durably. An entry that was removed stays removed.
+    /// recipients still to do), atomically and durably, beside the entry. An entry that was
+    /// removed stays removed.
     pub fn update(&self, id: QueueId, envelope: &Envelope) -> Result<(), Error> {
         let path = self.envelope_path(id);
         let temp = self.temp_path(id, ENVELOPE_SUFFIX);
         let result = write_synced(&temp, &encode(envelope)).and_then(|()| {
             let _entries = lock(&self.entries);
-            if path.exists() {
+            if self.entry_path(id).exists() {
                 rename(&temp, &path)
             } else {
                 Err(Error::NotFound(id))
@@ -232,17 +264,17 @@ impl Spool {
         result.and_then(|()| self.sync_directory())
     }
 
-    /// Removes an entry (delivered, or given up on). The envelope goes first, so a crash
-    /// half-way leaves an orphan message that the next open deletes, never a half entry.
+    /// Removes an entry (delivered, or given up on): the entry file goes, then its envelope
+    /// update if it has one (an update left behind by a crash is deleted by the next open).
     pub fn remove(&self, id: QueueId) -> Result<(), Error> {
-        let path = self.envelope_path(id);
+        let path = self.entry_path(id);
         {
             let _entries = lock(&self.entries);
             fs::remove_file(&path).map_err(|source| not_found_or(id, &path, source))?;
         }
         // Durable before returning, or a crash could deliver the message once more.
         self.sync_directory()?;
-        remove_file(&self.message_path(id))
+        remove_file(&self.envelope_path(id))
     }
 
     /// The spool directory.
@@ -250,12 +282,56 @@ impl Spool {
         &self.directory
     }
 
+    /// Reads an entry: its stored envelope and up to `limit` bytes of the file (the header alone
+    /// with [`HEADER_ONLY`]), the message being what follows the header.
+    fn read_entry(&self, id: QueueId, limit: usize) -> Result<(Envelope, Vec<u8>), Error> {
+        let path = self.entry_path(id);
+        let file = File::open(&path).map_err(|source| not_found_or(id, &path, source))?;
+        let mut bytes = Vec::new();
+        io::Read::take(file, u64::try_from(limit).unwrap_or(u64::MAX))
+            .read_to_end(&mut bytes)
+            .map_err(|source| io_error(&path, source))?;
+        let damaged = || Error::DamagedEntry {
+            id,
+            source: serde::de::Error::custom("the entry has no spool header"),
+        };
+        let rest = bytes.strip_prefix(ENTRY_MAGIC).ok_or_else(damaged)?;
+        let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+            if bytes.len() as u64 == u64::try_from(limit).unwrap_or(u64::MAX) {
+                return self.read_entry(id, usize::MAX); // a header longer than guessed
+            }
+            return Err(damaged());
+        };
+        let envelope = decode(id, &rest[..end])?;
+        let offset = ENTRY_MAGIC.len() + end + 1;
+        bytes.drain(..offset);
+        Ok((envelope, bytes))
+    }
+
+    /// Rewrites an entry of the two-file layout (`.eml` + `.env`) as one file.
+    fn migrate(&self, id: QueueId) -> Result<(), Error> {
+        let envelope = {
+            let path = self.envelope_path(id);
+            decode(
+                id,
+                &fs::read(&path).map_err(|source| io_error(&path, source))?,
+            )?
+        };
+        let path = self.old_message_path(id);
+        let message = fs::read(&path).map_err(|source| io_error(&path, source))?;
+        self.write_entry(id, &envelope, &message)
+    }
+
+    fn entry_path(&self, id: QueueId) -> PathBuf {
+        self.directory.join(format!("{id}{ENTRY_SUFFIX}"))
+    }
+
     fn envelope_path(&self, id: QueueId) -> PathBuf {
         self.directory.join(format!("{id}{ENVELOPE_SUFFIX}"))
     }
 
-    fn message_path(&self, id: QueueId) -> PathBuf {
-        self.directory.join(format!("{id}{MESSAGE_SUFFIX}"))
+    fn old_message_path(&self, id: QueueId) -> PathBuf {
+        self.directory.join(format!("{id}{OLD_MESSAGE_SUFFIX}"))
     }
 
     fn temp_path(&self, id: QueueId, suffix: &str) -> PathBuf {
@@ -348,6 +424,12 @@ fn encode(envelope: &Envelope) -> Vec<u8> {
         envelope: envelope.clone(),
     })
     .expect("an envelope always serialises")
+}
+
+fn decode(id: QueueId, bytes: &[u8]) -> Result<Envelope, Error> {
+    let stored: StoredEnvelope =
+        serde_json::from_slice(bytes).map_err(|source| Error::DamagedEntry { id, source })?;
+    Ok(stored.envelope)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
@@ -450,7 +532,8 @@ mod tests {
         assert!(matches!(spool.remove(first), Err(Error::NotFound(_))));
         assert_eq!(
             names(directory.path()),
-            BTreeSet::from([format!("{second}.env"), format!("{second}.eml")])
+            BTreeSet::from([format!("{second}.msg")]),
+            "one file per entry; the update went with its entry"
         );
     }
 
@@ -489,54 +572,84 @@ mod tests {
         assert_eq!(spool.list().unwrap().len(), 40);
     }
 
-    /// A crash after writing but before the renames leaves `tmp-` files; a crash between the two
-    /// renames leaves a message without its envelope; a crash before the directory fsync may
-    /// leave either rename alone. None is ever an entry, and all are cleaned up on open.
+    /// A crash before the rename leaves a `tmp-` file (not an entry); a crash between an
+    /// envelope update's rename and a removal leaves an `.env` without its entry. Both are
+    /// cleaned up on open, and the entries stand.
     #[test]
-    fn a_crash_before_the_commit_leaves_no_entry() {
+    fn a_crash_leaves_whole_entries_or_none() {
         let directory = tempfile::tempdir().unwrap();
-        let kept = Spool::open(directory.path())
-            .unwrap()
-            .store(&envelope(), b"kept\r\n")
-            .unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let kept = spool.store(&envelope(), b"kept\r\n").unwrap();
+        let updated = spool.store(&envelope(), b"updated\r\n").unwrap();
+        let mut retried = envelope();
+        retried.attempts = 3;
+        spool.update(updated, &retried).unwrap();
+        drop(spool);
         let torn = "0000000000000001";
-        let uncommitted = "0000000000000002";
-        let unsynced = "0000000000000003";
-        let stored_envelope = encode(&envelope());
+        let removed = "0000000000000002";
         fs::write(
-            directory.path().join(format!("tmp-{torn}.eml")),
-            b"partial mess",
+            directory.path().join(format!("tmp-{torn}.msg")),
+            b"signet-spool 1\n{\"vers",
         )
         .unwrap();
         fs::write(
-            directory.path().join(format!("tmp-{torn}.env")),
-            &stored_envelope[..10],
-        )
-        .unwrap();
-        fs::write(
-            directory.path().join(format!("{uncommitted}.eml")),
-            b"whole\r\n",
-        )
-        .unwrap();
-        fs::write(
-            directory.path().join(format!("tmp-{uncommitted}.env")),
-            &stored_envelope,
-        )
-        .unwrap();
-        // Both renames, but only the second reached the disk before the crash (a file system
-        // may order them so); the directory fsync had not returned, so nobody heard `250`.
-        fs::write(
-            directory.path().join(format!("{unsynced}.env")),
-            &stored_envelope,
+            directory.path().join(format!("{removed}.env")),
+            encode(&envelope()),
         )
         .unwrap();
 
         let spool = Spool::open(directory.path()).unwrap();
-        assert_eq!(spool.list().unwrap(), [kept]);
+        assert_eq!(spool.list().unwrap(), [kept, updated]);
+        assert_eq!(spool.envelope(updated).unwrap(), retried);
+        assert_eq!(spool.message(updated).unwrap(), b"updated\r\n");
         assert_eq!(
             names(directory.path()),
-            BTreeSet::from([format!("{kept}.env"), format!("{kept}.eml")])
+            BTreeSet::from([
+                format!("{kept}.msg"),
+                format!("{updated}.msg"),
+                format!("{updated}.env")
+            ])
         );
+    }
+
+    /// Entries of the two-file layout (`.eml` + `.env`, before one-file entries) are rewritten
+    /// on open, keeping envelope and message; a lone `.eml` was never committed and goes.
+    #[test]
+    fn the_two_file_layout_is_migrated() {
+        let directory = tempfile::tempdir().unwrap();
+        let (old, lone) = ("0000000000000010", "0000000000000011");
+        let mut retried = envelope();
+        retried.attempts = 2;
+        fs::write(directory.path().join(format!("{old}.eml")), b"old\r\n").unwrap();
+        fs::write(
+            directory.path().join(format!("{old}.env")),
+            encode(&retried),
+        )
+        .unwrap();
+        fs::write(directory.path().join(format!("{lone}.eml")), b"lone\r\n").unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let id: QueueId = old.parse().unwrap();
+        assert_eq!(spool.list().unwrap(), [id]);
+        assert_eq!(spool.load(id).unwrap(), (retried, b"old\r\n".to_vec()));
+        assert_eq!(
+            names(directory.path()),
+            BTreeSet::from([format!("{old}.msg"), format!("{old}.env")])
+        );
+        assert!(spool.store(&envelope(), b"new\r\n").unwrap() > id);
+    }
+
+    #[test]
+    fn an_entry_without_its_header_is_damaged_not_a_message() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").unwrap();
+        fs::write(spool.entry_path(id), b"From: someone\r\n\r\nbody\r\n").unwrap();
+        assert!(matches!(spool.load(id), Err(Error::DamagedEntry { .. })));
+        // A long header (many recipients) is read whole, not cut off.
+        let mut many = envelope();
+        many.recipients = (0..3000).map(|n| format!("user{n}@example.org")).collect();
+        let big = spool.store(&many, b"y\r\n").unwrap();
+        assert_eq!(spool.envelope(big).unwrap(), many);
     }
 
     /// The group-commit promise: a caller returns only once a sync that started after its
@@ -613,8 +726,9 @@ mod tests {
         let id = spool.store(&envelope(), b"x\r\n").unwrap();
         let mode = |path: PathBuf| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(root.clone()), 0o700);
+        assert_eq!(mode(spool.entry_path(id)), 0o600);
+        spool.update(id, &envelope()).unwrap();
         assert_eq!(mode(spool.envelope_path(id)), 0o600);
-        assert_eq!(mode(spool.message_path(id)), 0o600);
     }
 
     #[test]
