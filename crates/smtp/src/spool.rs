@@ -39,8 +39,10 @@ const ENVELOPE_SUFFIX: &str = ".env";
 /// The message file of the earlier two-file layout, migrated by [`Spool::open`].
 const OLD_MESSAGE_SUFFIX: &str = ".eml";
 const ENTRY_MAGIC: &[u8] = b"signet-spool 1\n";
-/// Enough of an entry to hold its header (envelopes are small: one line of JSON).
-const HEADER_ONLY: usize = 64 * 1024;
+/// What is read of an entry for its envelope alone: enough for the header of a message with a
+/// few dozen recipients (a longer one is read whole), little enough that a rescan of a long
+/// queue reads headers, not messages.
+const HEADER_ONLY: usize = 4096;
 const FORMAT_VERSION: u32 = 1;
 
 /// A spool entry's name: unique within the spool, and sorting as text sorts by arrival time.
