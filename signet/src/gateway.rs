@@ -104,6 +104,7 @@ pub async fn spawn(
         timeout: Duration::from_mins(1),
         parallel: DELIVERY_PARALLEL,
         counters: Arc::clone(&counters),
+        connections: Arc::default(),
     };
     let worker = tokio::spawn(signet_smtp::delivery::run(
         spool,

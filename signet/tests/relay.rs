@@ -73,10 +73,18 @@ fn swaks_with(port: u16, from: &str, to: &str, body_file: &Path, extra: &[&str])
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The messages smtp-sink has finished writing: it writes a file while the data arrives, so a
+/// file untouched for a moment is a whole message.
 fn dumped(dir: &Path) -> Vec<Vec<u8>> {
+    let settled = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_millis(300))
+    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|path| settled(path))
         .collect();
     files.sort();
     files.iter().map(|f| std::fs::read(f).unwrap()).collect()

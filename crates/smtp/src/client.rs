@@ -3,7 +3,7 @@
 //! and AUTH PLAIN with the configured login — only ever over TLS.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -136,6 +136,16 @@ impl NextHop {
         }
     }
 
+    /// Which idle sessions may carry mail for this next hop.
+    fn pool_key(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.address,
+            self.name.as_deref().unwrap_or(""),
+            self.login.as_ref().map_or("", |(user, _)| user.as_str())
+        )
+    }
+
     fn host(&self) -> &str {
         if let Some(name) = &self.name {
             return name.trim_end_matches('.');
@@ -182,8 +192,10 @@ pub enum RecipientOutcome {
 
 /// Sends `message` from `sender` to `recipients` through `next_hop`.
 /// Every recipient gets an outcome; a connection-level problem defers them all.
+#[allow(clippy::too_many_arguments)] // one SMTP transaction's worth of facts
 pub async fn send(
     next_hop: &NextHop,
+    pool: &ConnectionPool,
     helo: &str,
     sender: &str,
     recipients: &[String],
@@ -194,7 +206,7 @@ pub async fn send(
     match tokio::time::timeout(
         timeout * 4,
         transaction(
-            next_hop, helo, sender, recipients, message, eight_bit, timeout,
+            next_hop, pool, helo, sender, recipients, message, eight_bit, timeout,
         ),
     )
     .await
@@ -250,8 +262,10 @@ impl Reply {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn transaction(
     next_hop: &NextHop,
+    pool: &ConnectionPool,
     helo: &str,
     sender: &str,
     recipients: &[String],
@@ -259,6 +273,45 @@ async fn transaction(
     eight_bit: bool,
     timeout: Duration,
 ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
+    let key = next_hop.pool_key();
+    // RSET ends whatever the last transaction left and proves the server still listens.
+    let reused = match pool.take(&key) {
+        Some(mut session) => session.reset().await.then_some(session),
+        None => None,
+    };
+    let mut session = match reused {
+        Some(session) => session,
+        None => open(next_hop, helo, timeout).await?,
+    };
+    let outcomes = session
+        .connection
+        .mail(&session.extensions, sender, recipients, message, eight_bit)
+        .await?;
+    pool.put(key, session);
+    Ok(outcomes)
+}
+
+/// A transport to a next hop: TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A session ready for a transaction: greeted, EHLO said, TLS and AUTH done.
+struct Session {
+    connection: Connection<Box<dyn Stream>>,
+    extensions: String,
+}
+
+impl Session {
+    async fn reset(&mut self) -> bool {
+        self.connection
+            .command("RSET")
+            .await
+            .is_ok_and(|reply| reply.code == 250)
+    }
+}
+
+/// Connects, says EHLO, does STARTTLS (as `next_hop.tls` says) and AUTH.
+async fn open(next_hop: &NextHop, helo: &str, timeout: Duration) -> Result<Session, Failure> {
     let address = next_hop.address.as_str();
     let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
@@ -266,7 +319,7 @@ async fn transaction(
         .map_err(|e| Failure::Temporary(format!("{address}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let mut c = Connection {
-        stream: BufReader::new(stream),
+        stream: BufReader::new(Box::new(stream) as Box<dyn Stream>),
         timeout,
         peer: address.to_string(),
     };
@@ -286,11 +339,10 @@ async fn transaction(
                 "{address} offers no STARTTLS: the login is never sent in the clear"
             )));
         }
-        let outcomes = c
-            .mail(&extensions, sender, recipients, message, eight_bit)
-            .await;
-        quit_later(c);
-        return outcomes;
+        return Ok(Session {
+            connection: c,
+            extensions,
+        });
     };
     let reply = c.command("STARTTLS").await?;
     if reply.code != 220 {
@@ -312,7 +364,7 @@ async fn transaction(
     .map_err(|_| Failure::Temporary(format!("{address}: TLS handshake timed out")))?
     .map_err(|e| Failure::Temporary(format!("{address}: TLS handshake failed: {e}")))?;
     let mut c = Connection {
-        stream: BufReader::new(tls),
+        stream: BufReader::new(Box::new(tls) as Box<dyn Stream>),
         timeout,
         peer: address.to_string(),
     };
@@ -320,16 +372,87 @@ async fn transaction(
     if let Some((user, password)) = &next_hop.login {
         c.authenticate(&extensions, user, password).await?;
     }
-    let outcomes = c
-        .mail(&extensions, sender, recipients, message, eight_bit)
-        .await;
-    quit_later(c);
-    outcomes
+    Ok(Session {
+        connection: c,
+        extensions,
+    })
 }
 
-/// Says QUIT and waits for the goodbye off the delivery's path: the outcome is known at the
-/// `250`, and the sooner the spool hears it, the shorter the window in which a crash would
-/// deliver the message a second time.
+/// Sessions to next hops kept open between messages, by next hop (address, TLS name, login):
+/// a message to a host that was just delivered to skips the connection, the greeting, EHLO,
+/// STARTTLS and AUTH. A session idle for [`IDLE_FOR`] is closed.
+#[derive(Default)]
+pub struct ConnectionPool {
+    idle: std::sync::Mutex<std::collections::HashMap<String, Vec<(Instant, Session)>>>,
+}
+
+/// How long a session may wait for the next message (Postfix keeps its cached ones 2 s).
+const IDLE_FOR: Duration = Duration::from_secs(5);
+/// Most idle sessions kept per next hop.
+const IDLE_PER_HOP: usize = 32;
+
+impl ConnectionPool {
+    fn take(&self, key: &str) -> Option<Session> {
+        let mut idle = self.lock();
+        let sessions = idle.get_mut(key)?;
+        let now = Instant::now();
+        while let Some((since, session)) = sessions.pop() {
+            if now.duration_since(since) < IDLE_FOR {
+                return Some(session);
+            }
+            quit_later(session.connection);
+        }
+        None
+    }
+
+    fn put(&self, key: String, session: Session) {
+        let mut idle = self.lock();
+        let sessions = idle.entry(key).or_default();
+        if sessions.len() < IDLE_PER_HOP {
+            sessions.push((Instant::now(), session));
+        } else {
+            quit_later(session.connection);
+        }
+    }
+
+    /// Closes the sessions that have waited too long (the delivery worker calls this now and
+    /// then, so that an idle gateway holds no connections).
+    pub fn close_idle(&self) {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        for sessions in idle.values_mut() {
+            let (stale, fresh): (Vec<_>, Vec<_>) = std::mem::take(sessions)
+                .into_iter()
+                .partition(|(since, _)| now.duration_since(*since) >= IDLE_FOR);
+            *sessions = fresh;
+            for (_, session) in stale {
+                quit_later(session.connection);
+            }
+        }
+        idle.retain(|_, sessions| !sessions.is_empty());
+    }
+
+    /// Idle sessions kept now.
+    pub fn idle(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<(Instant, Session)>>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectionPool({} idle)", self.idle())
+    }
+}
+
+/// Says QUIT and waits for the goodbye off the delivery's path.
 fn quit_later<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut c: Connection<S>) {
     tokio::spawn(async move {
         let _ = c.command("QUIT").await;

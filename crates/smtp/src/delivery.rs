@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::client::{NextHop, NextHopTls, RecipientOutcome, send};
+use crate::client::{ConnectionPool, NextHop, NextHopTls, RecipientOutcome, send};
 use crate::counters::{Counter, Counters};
 use crate::spool::{Envelope, QueueId, Spool};
 
@@ -77,6 +77,8 @@ pub struct DeliveryConfig {
     pub parallel: usize,
     /// Where delivered, deferred and bounced recipients are counted.
     pub counters: Arc<Counters>,
+    /// Sessions kept open between messages to the same next hop.
+    pub connections: Arc<ConnectionPool>,
 }
 
 /// How often the whole spool is looked through for entries that came due (retries, and
@@ -118,6 +120,7 @@ pub async fn run(
                 .await
                 .unwrap_or_default();
             queue.extend(due);
+            config.connections.close_idle();
             next_scan = tokio::time::Instant::now() + RESCAN;
         }
         while running.len() < config.parallel.max(1) {
@@ -269,6 +272,7 @@ async fn route(
     let transaction = |hop: NextHop, recipients: Vec<String>| async move {
         send(
             &hop,
+            &config.connections,
             &config.hostname,
             &envelope.sender,
             &recipients,

@@ -34,7 +34,12 @@ async fn next_hop_on(address: &str, rcpts: bool) -> (String, Arc<Mutex<Vec<Strin
                 let mut line = String::new();
                 while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
                     let reply: &[u8] = match line.to_ascii_uppercase() {
-                        l if l.starts_with("EHLO") => b"250-sink\r\n250 8BITMIME\r\n",
+                        l if l.starts_with("EHLO") => {
+                            if rcpts {
+                                store.lock().unwrap().push("EHLO".into());
+                            }
+                            b"250-sink\r\n250 8BITMIME\r\n"
+                        }
                         l if l.starts_with("RCPT TO:<DEFER") => b"451 4.3.0 try later\r\n",
                         l if l.starts_with("RCPT TO:<BAD") => b"550 5.1.1 no such user\r\n",
                         l if rcpts && l.starts_with("RCPT TO:") => {
@@ -100,6 +105,7 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
         timeout: Duration::from_secs(5),
         parallel: 1,
         counters: Arc::default(),
+        connections: Arc::default(),
     };
     let id = spool
         .store(
@@ -166,6 +172,7 @@ async fn an_expired_message_is_reported_and_an_unreachable_hop_defers() {
         timeout: Duration::from_secs(2),
         parallel: 1,
         counters: Arc::default(),
+        connections: Arc::default(),
     };
     let fresh = spool
         .store(&envelope(&["ann@example.org"]), MESSAGE)
@@ -221,6 +228,7 @@ async fn the_worker_delivers_each_message_once() {
         timeout: Duration::from_secs(5),
         parallel: 8,
         counters: Arc::default(),
+        connections: Arc::default(),
     };
     let worker = tokio::spawn(run(Arc::clone(&spool), config, fresh_ids, stopped));
     for n in 20..40 {
@@ -305,6 +313,7 @@ async fn mx_delivery_goes_to_each_domains_hosts() {
         timeout: Duration::from_secs(5),
         parallel: 1,
         counters: Arc::default(),
+        connections: Arc::default(),
     };
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
@@ -354,4 +363,37 @@ async fn mx_delivery_goes_to_each_domains_hosts() {
         (2, 1, 1),
         "{counted}"
     );
+}
+
+/// Messages to the same next hop share one session: one connection and one EHLO, then RSET and
+/// MAIL for each further message.
+#[tokio::test]
+async fn sessions_are_reused_between_messages() {
+    let (address, seen) = next_hop_on("127.0.0.1:0", true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let config = DeliveryConfig {
+        route: Route::SmartHost(NextHop::plain(address)),
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(1),
+        timeout: Duration::from_secs(5),
+        parallel: 1,
+        counters: Arc::default(),
+        connections: Arc::default(),
+    };
+    for n in 0..3 {
+        let id = spool
+            .store(&envelope(&[&format!("r{n}@example.org")]), MESSAGE)
+            .unwrap();
+        attempt(&spool, id, &config).await;
+    }
+    assert!(spool.list().unwrap().is_empty());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|l| *l == "EHLO").count(), 1, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("RCPT")).count(),
+        3,
+        "{seen:?}"
+    );
+    assert_eq!(config.connections.idle(), 1, "kept for the next message");
 }

@@ -75,6 +75,7 @@ fn config(port: u16, tls: NextHopTls, password: &str) -> DeliveryConfig {
         timeout: Duration::from_secs(5),
         parallel: 1,
         counters: Arc::default(),
+        connections: Arc::default(),
     }
 }
 
