@@ -255,7 +255,6 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
 
 #[test]
 fn smuggled_messages_never_reach_the_next_hop() {
-    use std::io::{BufRead, BufReader, Write};
     let relay = relay();
     let (signet, sink_dir, relay_port) = (&relay.signet, &relay.sink_dir, relay.relay_port);
     signet
@@ -274,34 +273,19 @@ fn smuggled_messages_never_reach_the_next_hop() {
         b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r",
     ];
     for variant in variants {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", relay_port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut reply = || {
-            let mut all = String::new();
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                all.push_str(&line);
-                if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                    return all;
-                }
-            }
-        };
-        reply();
-        stream.write_all(b"EHLO app.contoso.com\r\nMAIL FROM:<joe@contoso.com>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\n").unwrap();
+        let mut smtp = RawSmtp::connect(relay_port);
+        smtp.reply();
+        smtp.send(b"EHLO app.contoso.com\r\nMAIL FROM:<joe@contoso.com>\r\nRCPT TO:<ann@example.org>\r\nDATA\r\n");
         for _ in 0..4 {
-            reply();
+            smtp.reply();
         }
         let mut data = b"From: joe@contoso.com\r\nSubject: first\r\n\r\nhello".to_vec();
         data.extend_from_slice(variant);
         data.extend_from_slice(b"MAIL FROM:<joe@contoso.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nFrom: ceo@contoso.com\r\nSubject: smuggled\r\n\r\npay now\r\n.\r\n");
-        stream.write_all(&data).unwrap();
-        let verdict = reply();
+        smtp.send(&data);
+        let verdict = smtp.reply();
         assert!(verdict.starts_with("554 5.6.0"), "{variant:?}: {verdict}");
-        stream.write_all(b"QUIT\r\n").unwrap();
+        smtp.send(b"QUIT\r\n");
     }
     // Nothing was accepted, so nothing may arrive; give the worker time to prove it.
     std::thread::sleep(Duration::from_secs(2));
@@ -314,31 +298,47 @@ fn smuggled_messages_never_reach_the_next_hop() {
     assert!(signet.run(&["queue", "list"]).ok().lines().count() <= 2);
 }
 
-/// One SMTP exchange by hand: each command's reply (multi-line replies joined).
-fn converse(port: u16, commands: &[&str]) -> Vec<String> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut reply = || {
+/// An SMTP client by hand, for what no real client will send.
+struct RawSmtp {
+    stream: std::net::TcpStream,
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl RawSmtp {
+    fn connect(port: u16) -> RawSmtp {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        RawSmtp { stream, reader }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.stream, bytes).unwrap();
+    }
+
+    /// One reply, its lines joined.
+    fn reply(&mut self) -> String {
         let mut all = String::new();
         loop {
             let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
+            std::io::BufRead::read_line(&mut self.reader, &mut line).unwrap();
             all.push_str(&line);
             if line.len() < 4 || line.as_bytes()[3] != b'-' {
                 return all;
             }
         }
-    };
-    let mut replies = vec![reply()];
+    }
+}
+
+/// One SMTP exchange by hand: the greeting, then each command's reply.
+fn converse(port: u16, commands: &[&str]) -> Vec<String> {
+    let mut smtp = RawSmtp::connect(port);
+    let mut replies = vec![smtp.reply()];
     for command in commands {
-        stream
-            .write_all(format!("{command}\r\n").as_bytes())
-            .unwrap();
-        replies.push(reply());
+        smtp.send(format!("{command}\r\n").as_bytes());
+        replies.push(smtp.reply());
     }
     replies
 }

@@ -77,6 +77,19 @@ async fn next_hop_on(address: &str, rcpts: bool) -> (String, Arc<Mutex<Vec<Strin
     (address, received)
 }
 
+/// Delivery as the tests want it: an hour's queue lifetime, five seconds per step.
+fn config(route: Route, parallel: usize) -> DeliveryConfig {
+    DeliveryConfig {
+        route,
+        hostname: "signet.test".into(),
+        queue_lifetime: Duration::from_hours(1),
+        timeout: Duration::from_secs(5),
+        parallel,
+        counters: Arc::default(),
+        connections: Arc::default(),
+    }
+}
+
 fn envelope(recipients: &[&str]) -> Envelope {
     let now = SystemTime::now();
     Envelope {
@@ -221,15 +234,7 @@ async fn the_worker_delivers_each_message_once() {
     }
     let (fresh, fresh_ids) = tokio::sync::mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let config = DeliveryConfig {
-        route: Route::SmartHost(NextHop::plain(address)),
-        hostname: "signet.test".into(),
-        queue_lifetime: Duration::from_hours(1),
-        timeout: Duration::from_secs(5),
-        parallel: 8,
-        counters: Arc::default(),
-        connections: Arc::default(),
-    };
+    let config = config(Route::SmartHost(NextHop::plain(address)), 8);
     let worker = tokio::spawn(run(Arc::clone(&spool), config, fresh_ids, stopped));
     for n in 20..40 {
         let id = spool
@@ -372,15 +377,7 @@ async fn sessions_are_reused_between_messages() {
     let (address, seen) = next_hop_on("127.0.0.1:0", true).await;
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let config = DeliveryConfig {
-        route: Route::SmartHost(NextHop::plain(address)),
-        hostname: "signet.test".into(),
-        queue_lifetime: Duration::from_hours(1),
-        timeout: Duration::from_secs(5),
-        parallel: 1,
-        counters: Arc::default(),
-        connections: Arc::default(),
-    };
+    let config = config(Route::SmartHost(NextHop::plain(address)), 1);
     for n in 0..3 {
         let id = spool
             .store(&envelope(&[&format!("r{n}@example.org")]), MESSAGE)

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestClient, TestPolicy, peer, spool};
+use common::{TestClient, TestPolicy, peer, spool, tls_configs};
 use signet_smtp::{Error, Listener, ListenerConfig, Spool, SpoolSink};
 use tokio::io::DuplexStream;
 use tokio::task::JoinHandle;
@@ -332,27 +332,6 @@ async fn an_idle_client_times_out() {
     assert!(waited >= Duration::from_mins(3) && waited < Duration::from_mins(5));
     task.await.unwrap().unwrap();
     assert!(spool.list().unwrap().is_empty());
-}
-
-fn tls_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let certificate = certified.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![certificate.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{TestPolicy, spool};
+use common::{TestPolicy, spool, tls_configs};
 use signet_smtp::client::{NextHop, NextHopTls};
 use signet_smtp::delivery::{DeliveryConfig, Route, attempt};
 use signet_smtp::{AuthAvailability, Envelope, Listener, ListenerConfig, Spool, SpoolSink};
@@ -17,28 +17,6 @@ use tokio_rustls::rustls;
 use zeroize::Zeroizing;
 
 const MESSAGE: &[u8] = b"From: joe@fabrikam.example\r\nSubject: over TLS\r\n\r\nbody\r\n";
-
-/// A certificate for `localhost` and a client that trusts only it.
-fn certified() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let certificate = made.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![certificate.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
 
 /// The smart host: offers STARTTLS when `tls` is set, and AUTH only after it.
 async fn smart_host(
@@ -96,7 +74,7 @@ fn queued(spool: &Spool) -> signet_smtp::QueueId {
 
 #[tokio::test]
 async fn starttls_then_auth_then_the_message() {
-    let (server_tls, client_tls) = certified();
+    let (server_tls, client_tls) = tls_configs();
     let (port, received, _r) = smart_host(Some(server_tls)).await;
     let (_d, outgoing) = spool();
     let id = queued(&outgoing);
@@ -114,12 +92,12 @@ async fn starttls_then_auth_then_the_message() {
 
 #[tokio::test]
 async fn a_certificate_that_does_not_verify_is_not_trusted() {
-    let (server_tls, _) = certified();
+    let (server_tls, _) = tls_configs();
     let (port, received, _r) = smart_host(Some(server_tls)).await;
     let (_d, outgoing) = spool();
     let id = queued(&outgoing);
     // Required TLS with a client that trusts another CA: no handshake, no login, no message.
-    let (_, other_ca) = certified();
+    let (_, other_ca) = tls_configs();
     let required = config(port, NextHopTls::Required(other_ca), "secret");
     attempt(&outgoing, id, &required).await;
     assert!(
@@ -142,7 +120,7 @@ async fn a_certificate_that_does_not_verify_is_not_trusted() {
 
 #[tokio::test]
 async fn a_refused_login_bounces_and_a_host_without_tls_never_sees_the_password() {
-    let (server_tls, client_tls) = certified();
+    let (server_tls, client_tls) = tls_configs();
     let (port, received, _r) = smart_host(Some(server_tls)).await;
     let (_d, outgoing) = spool();
     let id = queued(&outgoing);

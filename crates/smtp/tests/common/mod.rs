@@ -153,3 +153,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TestClient<T> {
         self.stream.into_inner()
     }
 }
+
+/// A self-signed certificate for `localhost`: the server's configuration, and a client's that
+/// trusts exactly it.
+pub fn tls_configs() -> (
+    Arc<tokio_rustls::rustls::ServerConfig>,
+    Arc<tokio_rustls::rustls::ClientConfig>,
+) {
+    use tokio_rustls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let certificate = certified.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
