@@ -39,7 +39,8 @@ smtp-sink -u root -d "$inbox/%M." "127.0.0.1:$sink_port" 1000 >/dev/null 2>&1 &
 pids+=($!)
 delivered() { find "$inbox" -type f | wc -l; }
 
-# signet, relaying for contoso.com from loopback, signing with its 2048-bit default key.
+# signet, relaying for contoso.com from loopback, signing with its 2048-bit default key, logging
+# one line per message and per delivery as it does by default (Postfix logs too).
 data=$work/signet
 "$signet" --data-dir "$data" init --key-zone dkim.example.net --resolver 127.0.0.1:9 >/dev/null
 "$signet" --data-dir "$data" tenant add contoso >/dev/null
@@ -47,7 +48,7 @@ data=$work/signet
 "$signet" --data-dir "$data" connector add contoso lan --from 127.0.0.1/32 >/dev/null
 sed -i "s|# smart_host = \"mail.example.net:25\"|smart_host = \"127.0.0.1:$sink_port\"\nhostname = \"signet.bench\"|" \
   "$data/signet.toml"
-SIGNET_LOG=warn "$signet" --data-dir "$data" serve --dns-listen "127.0.0.1:$dns_port" \
+"$signet" --data-dir "$data" serve --dns-listen "127.0.0.1:$dns_port" \
   --relay-listen "127.0.0.1:$signet_port" --submission-listen "127.0.0.1:$submission_port" \
   2>"$work/signet.log" &
 pids+=($!)
