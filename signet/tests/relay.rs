@@ -251,6 +251,19 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         log.contains("counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"),
         "{log}"
     );
+    // One line per delivery attempt: queue id, tenant, sender, next hop, outcome.
+    let attempt = log
+        .lines()
+        .find(|l| l.contains("delivery attempt"))
+        .unwrap_or_else(|| panic!("no delivery attempt logged:\n{log}"));
+    for part in [
+        "tenant=contoso",
+        "from=joe@contoso.com",
+        "next_hop=127.0.0.1:",
+        "delivered=1",
+    ] {
+        assert!(attempt.contains(part), "{part} missing: {attempt}");
+    }
 }
 
 #[test]

@@ -192,7 +192,7 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
         warn!(%id, "delivery: cannot read the spooled message");
         return;
     };
-    let outcomes = route(config, &envelope, &message).await;
+    let outcomes = route(id, config, &envelope, &message).await;
     let now = SystemTime::now();
     let expired =
         now.duration_since(envelope.received_at).unwrap_or_default() > config.queue_lifetime;
@@ -265,12 +265,13 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
 
 /// One attempt at every recipient of a message, along the configured route.
 async fn route(
+    id: QueueId,
     config: &DeliveryConfig,
     envelope: &Envelope,
     message: &[u8],
 ) -> Vec<(String, RecipientOutcome)> {
     let transaction = |hop: NextHop, recipients: Vec<String>| async move {
-        send(
+        let outcomes = send(
             &hop,
             &config.connections,
             &config.hostname,
@@ -280,7 +281,22 @@ async fn route(
             envelope.eight_bit_mime,
             config.timeout,
         )
-        .await
+        .await;
+        let count = |wanted: fn(&RecipientOutcome) -> bool| {
+            outcomes.iter().filter(|(_, o)| wanted(o)).count()
+        };
+        info!(
+            %id,
+            tenant = %envelope.tenant,
+            from = %envelope.sender,
+            next_hop = %hop.address,
+            host = hop.name.as_deref().unwrap_or(""),
+            delivered = count(|o| matches!(o, RecipientOutcome::Delivered)),
+            deferred = count(|o| matches!(o, RecipientOutcome::Deferred(_))),
+            failed = count(|o| matches!(o, RecipientOutcome::Failed(_))),
+            "delivery attempt"
+        );
+        outcomes
     };
     match &config.route {
         Route::SmartHost(hop) => transaction(hop.clone(), envelope.recipients.clone()).await,
