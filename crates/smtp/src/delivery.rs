@@ -427,8 +427,7 @@ pub fn dsn(
     );
     let _ = write!(out, "Reporting-MTA: dns; {reporting_mta}\r\n");
     for f in failed {
-        // 5.0.0: refused by the next hop; 4.4.7: delivery time expired (RFC 3463).
-        let status = if f.permanent { "5.0.0" } else { "4.4.7" };
+        let status = status_code(f);
         let diagnostic = f.reason.replace(['\r', '\n'], " ");
         let _ = write!(
             out,
@@ -444,6 +443,27 @@ pub fn dsn(
     bytes.extend_from_slice(&message[..headers_end]);
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     bytes
+}
+
+/// The RFC 3463 status of a failed recipient: the next hop's own enhanced code when its reply
+/// had one (`550 5.1.1 …`), else 5.0.0 for a refusal and 4.4.7 for a message that ran out of
+/// time.
+fn status_code(failed: &Failed) -> String {
+    if !failed.permanent {
+        return "4.4.7".into();
+    }
+    failed
+        .reason
+        .split_whitespace()
+        .find(|word| {
+            let parts: Vec<&str> = word.split('.').collect();
+            parts.len() == 3
+                && parts[0] == "5"
+                && parts[1..]
+                    .iter()
+                    .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map_or_else(|| "5.0.0".into(), str::to_string)
 }
 
 fn find_header_end(message: &[u8]) -> usize {

@@ -154,7 +154,10 @@ async fn delivered_deferred_and_failed_recipients_are_handled_apart() {
         report.contains("Final-Recipient: rfc822; bad@example.org"),
         "{report}"
     );
-    assert!(report.contains("Status: 5.0.0"), "{report}");
+    assert!(
+        report.contains("Status: 5.1.1"),
+        "the next hop's code: {report}"
+    );
     assert!(report.contains("550 5.1.1 no such user"), "{report}");
     assert!(
         !report.contains("ann@example.org"),
