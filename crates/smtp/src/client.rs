@@ -478,29 +478,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(String::new())
     }
 
-    /// AUTH PLAIN (RFC 4616). A refused login is permanent for the message only if the server
-    /// says so (535 is 5xx): a misconfigured password then bounces rather than piling up.
+    /// AUTH PLAIN (RFC 4616), or LOGIN when that is all the server offers (Microsoft 365's
+    /// submission endpoint, for one). A refused login is permanent for the message only if the
+    /// server says so (535 is 5xx): a misconfigured password then bounces rather than piling up.
     async fn authenticate(
         &mut self,
         extensions: &str,
         user: &str,
         password: &str,
     ) -> Result<(), Failure> {
-        if !offers(extensions, "AUTH") || !offers(extensions, "PLAIN") {
+        let reply = if offers(extensions, "AUTH") && offers(extensions, "PLAIN") {
+            let token = Zeroizing::new(BASE64.encode(format!("\0{user}\0{password}")));
+            self.command(&format!("AUTH PLAIN {}", token.as_str()))
+                .await?
+        } else if offers(extensions, "AUTH") && offers(extensions, "LOGIN") {
+            self.login(user, password).await?
+        } else {
             return Err(Failure::Temporary(format!(
-                "{} does not offer AUTH PLAIN",
+                "{} offers neither AUTH PLAIN nor AUTH LOGIN",
                 self.peer
             )));
-        }
-        let token = Zeroizing::new(BASE64.encode(format!("\0{user}\0{password}")));
-        let reply = self
-            .command(&format!("AUTH PLAIN {}", token.as_str()))
-            .await?;
+        };
         if reply.code == 235 {
             Ok(())
         } else {
             Err(reply.failure(&self.peer, "AUTH"))
         }
+    }
+
+    /// The LOGIN exchange: the user name and the password, each after a 334 prompt.
+    async fn login(&mut self, user: &str, password: &str) -> Result<Reply, Failure> {
+        let mut reply = self.command("AUTH LOGIN").await?;
+        for answer in [user, password] {
+            if reply.code != 334 {
+                return Ok(reply);
+            }
+            let token = Zeroizing::new(BASE64.encode(answer));
+            reply = self.command(token.as_str()).await?;
+        }
+        Ok(reply)
     }
 
     async fn mail(

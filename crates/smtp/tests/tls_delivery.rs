@@ -144,3 +144,96 @@ async fn a_refused_login_bounces_and_a_host_without_tls_never_sees_the_password(
     assert!(plain_received.list().unwrap().is_empty());
     assert_eq!(outgoing.envelope(id).unwrap().attempts, 1, "deferred, kept");
 }
+
+/// A smart host that, like Microsoft 365's submission endpoint, offers AUTH LOGIN only: the
+/// client must fall back to it, after STARTTLS, and send the user name and password it was given.
+#[tokio::test]
+async fn auth_login_when_plain_is_not_offered() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (server_tls, client_tls) = tls_configs();
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let logins = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&logins);
+    tokio::spawn(async move {
+        let (mut stream, _) = socket.accept().await.unwrap();
+        stream.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+        let mut plain = BufReader::new(&mut stream);
+        let mut line = String::new();
+        plain.read_line(&mut line).await.unwrap(); // EHLO
+        plain
+            .get_mut()
+            .write_all(b"250-fake\r\n250 STARTTLS\r\n")
+            .await
+            .unwrap();
+        line.clear();
+        plain.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "STARTTLS\r\n");
+        plain
+            .get_mut()
+            .write_all(b"220 go ahead\r\n")
+            .await
+            .unwrap();
+        let tls = tokio_rustls::TlsAcceptor::from(server_tls)
+            .accept(stream)
+            .await
+            .unwrap();
+        let mut tls = BufReader::new(tls);
+        let decode = |l: &str| {
+            use base64::Engine as _;
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(l.trim())
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        loop {
+            let mut line = String::new();
+            if tls.read_line(&mut line).await.unwrap() == 0 {
+                return;
+            }
+            let reply: &[u8] = match line.trim_end() {
+                l if l.starts_with("EHLO") => b"250-fake\r\n250 AUTH LOGIN\r\n",
+                "AUTH LOGIN" => {
+                    tls.get_mut()
+                        .write_all(b"334 VXNlcm5hbWU6\r\n")
+                        .await
+                        .unwrap();
+                    let mut user = String::new();
+                    tls.read_line(&mut user).await.unwrap();
+                    tls.get_mut()
+                        .write_all(b"334 UGFzc3dvcmQ6\r\n")
+                        .await
+                        .unwrap();
+                    let mut password = String::new();
+                    tls.read_line(&mut password).await.unwrap();
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{}:{}", decode(&user), decode(&password)));
+                    b"235 2.7.0 Authentication successful\r\n"
+                }
+                "DATA" => {
+                    tls.get_mut().write_all(b"354 go\r\n").await.unwrap();
+                    loop {
+                        let mut data = String::new();
+                        tls.read_line(&mut data).await.unwrap();
+                        if data == ".\r\n" {
+                            break;
+                        }
+                    }
+                    b"250 2.0.0 queued\r\n"
+                }
+                "QUIT" => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            tls.get_mut().write_all(reply).await.unwrap();
+        }
+    });
+    let (_d, outgoing) = spool();
+    let id = queued(&outgoing);
+    let config = config(port, NextHopTls::Required(client_tls), "secret");
+    attempt(&outgoing, id, &config).await;
+    assert_eq!(config.counters.snapshot().delivered, 1);
+    assert_eq!(*logins.lock().unwrap(), ["user:secret"]);
+}
