@@ -166,6 +166,21 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(1100));
 }
 
+/// A relay connector for contoso covering 127.0.0.1, seen by the running server.
+fn allow_loopback(signet: &Signet) {
+    signet
+        .run(&[
+            "connector",
+            "add",
+            "contoso",
+            "lan",
+            "--from",
+            "127.0.0.1/32",
+        ])
+        .ok();
+    settle();
+}
+
 /// `signet serve` on these ports, once its DNS and both SMTP listeners answer.
 fn serve(signet: &Signet, dns_port: u16, relay_port: u16, submission_port: u16) -> support::Server {
     let server = signet.serve_with(
@@ -197,17 +212,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
     let refused = swaks(relay_port, "joe@contoso.com", "ann@example.org", &message);
     assert!(refused.contains("550 5.7.1 Relaying denied"), "{refused}");
 
-    signet
-        .run(&[
-            "connector",
-            "add",
-            "contoso",
-            "loopback",
-            "--from",
-            "127.0.0.1/32",
-        ])
-        .ok();
-    settle();
+    allow_loopback(signet);
     let stranger = swaks(relay_port, "eve@fabrikam.com", "ann@example.org", &message);
     assert!(
         stranger.contains("550 5.7.1 Sender domain fabrikam.com is not accepted"),
@@ -270,17 +275,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
 fn smuggled_messages_never_reach_the_next_hop() {
     let relay = relay();
     let (signet, sink_dir, relay_port) = (&relay.signet, &relay.sink_dir, relay.relay_port);
-    signet
-        .run(&[
-            "connector",
-            "add",
-            "contoso",
-            "loopback",
-            "--from",
-            "127.0.0.1/32",
-        ])
-        .ok();
-    settle();
+    allow_loopback(signet);
     // The 2023 SMTP smuggling end-of-data variants, each hiding a second message.
     let variants: [&[u8]; 6] = [
         b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r",
@@ -629,17 +624,7 @@ fn a_crash_loses_no_acknowledged_message() {
         submission_port,
         sink: _sink,
     } = relay();
-    signet
-        .run(&[
-            "connector",
-            "add",
-            "contoso",
-            "lan",
-            "--from",
-            "127.0.0.1/32",
-        ])
-        .ok();
-    settle();
+    allow_loopback(&signet);
     let proxy = TrackingProxy::start(relay_port);
     let total = 2000;
     let mut first = smtp_source(proxy.port, total);
@@ -914,17 +899,7 @@ fn every_verifier_passes_what_the_relay_delivers() {
 fn deferred_mail_is_retried_and_refused_mail_bounces() {
     let gateway = relay();
     let signet = &gateway.signet;
-    signet
-        .run(&[
-            "connector",
-            "add",
-            "contoso",
-            "lan",
-            "--from",
-            "127.0.0.1/32",
-        ])
-        .ok();
-    settle();
+    allow_loopback(signet);
     let sink_port = gateway.sink.port;
     drop(gateway.sink); // replaced below by sinks that misbehave on purpose
     let message = signet.dir.path().join("message.eml");
@@ -1027,17 +1002,7 @@ fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
         format!("mx_port = {sink_port}\nhostname = \"signet.test\"")
     });
     let signet = &gateway.signet;
-    signet
-        .run(&[
-            "connector",
-            "add",
-            "contoso",
-            "lan",
-            "--from",
-            "127.0.0.1/32",
-        ])
-        .ok();
-    settle();
+    allow_loopback(signet);
     let message = signet.dir.path().join("message.eml");
     std::fs::write(
         &message,
