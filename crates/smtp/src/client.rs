@@ -2,6 +2,7 @@
 //! to each recipient. STARTTLS when the next hop offers it (or always, verified, when required),
 //! and AUTH PLAIN with the configured login — only ever over TLS.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -224,6 +225,8 @@ pub async fn send(
 enum Failure {
     Temporary(String),
     Permanent(String),
+    /// A kept session turned out closed before anything was sent: open a fresh one.
+    Stale(String),
 }
 
 fn all(recipients: &[String], why: &Failure) -> Vec<(String, RecipientOutcome)> {
@@ -231,7 +234,9 @@ fn all(recipients: &[String], why: &Failure) -> Vec<(String, RecipientOutcome)> 
         .iter()
         .map(|r| {
             let outcome = match why {
-                Failure::Temporary(text) => RecipientOutcome::Deferred(text.clone()),
+                Failure::Temporary(text) | Failure::Stale(text) => {
+                    RecipientOutcome::Deferred(text.clone())
+                }
                 Failure::Permanent(text) => RecipientOutcome::Failed(text.clone()),
             };
             (r.clone(), outcome)
@@ -274,18 +279,38 @@ async fn transaction(
     timeout: Duration,
 ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
     let key = next_hop.pool_key();
-    // RSET ends whatever the last transaction left and proves the server still listens.
-    let reused = match pool.take(&key) {
-        Some(mut session) => session.reset().await.then_some(session),
-        None => None,
-    };
-    let mut session = match reused {
-        Some(session) => session,
-        None => open(next_hop, helo, timeout).await?,
-    };
+    if let Some(mut session) = pool.take(&key) {
+        match session
+            .connection
+            .mail(
+                &session.extensions,
+                true,
+                sender,
+                recipients,
+                message,
+                eight_bit,
+            )
+            .await
+        {
+            Ok(outcomes) => {
+                pool.put(key, session);
+                return Ok(outcomes);
+            }
+            Err(Failure::Stale(_)) => {} // closed while it waited: a fresh session below
+            Err(other) => return Err(other),
+        }
+    }
+    let mut session = open(next_hop, helo, timeout).await?;
     let outcomes = session
         .connection
-        .mail(&session.extensions, sender, recipients, message, eight_bit)
+        .mail(
+            &session.extensions,
+            false,
+            sender,
+            recipients,
+            message,
+            eight_bit,
+        )
         .await?;
     pool.put(key, session);
     Ok(outcomes)
@@ -299,15 +324,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 struct Session {
     connection: Connection<Box<dyn Stream>>,
     extensions: String,
-}
-
-impl Session {
-    async fn reset(&mut self) -> bool {
-        self.connection
-            .command("RSET")
-            .await
-            .is_ok_and(|reply| reply.code == 250)
-    }
 }
 
 /// Connects, says EHLO, does STARTTLS (as `next_hop.tls` says) and AUTH.
@@ -519,63 +535,157 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(reply)
     }
 
+    /// One transaction: MAIL, RCPT for each recipient, DATA, the message. A reused session
+    /// (`reset`) starts with RSET; if that gets no 250 the session is [`Failure::Stale`].
     async fn mail(
         &mut self,
         extensions: &str,
+        reset: bool,
         sender: &str,
         recipients: &[String],
         message: &[u8],
         eight_bit: bool,
     ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
-        let c = self;
-        let next_hop = c.peer.clone();
-        let next_hop = next_hop.as_str();
-        let body = if eight_bit && extensions.contains("8BITMIME") {
+        let body = if eight_bit && offers(extensions, "8BITMIME") {
             " BODY=8BITMIME"
         } else {
             ""
         };
-        let mail = c.command(&format!("MAIL FROM:<{sender}>{body}")).await?;
+        let mail_from = format!("MAIL FROM:<{sender}>{body}");
+        let (mail, rcpts, data) = if offers(extensions, "PIPELINING") {
+            self.pipelined(reset, &mail_from, recipients).await?
+        } else {
+            self.lockstep(reset, &mail_from, recipients).await?
+        };
+        let peer = self.peer.clone();
         if mail.code != 250 {
-            return Err(mail.failure(next_hop, "MAIL FROM"));
+            return Err(mail.failure(&peer, "MAIL FROM"));
         }
-        let mut outcomes = Vec::with_capacity(recipients.len());
-        for recipient in recipients {
-            let reply = c.command(&format!("RCPT TO:<{recipient}>")).await?;
-            let outcome = match reply.code {
-                250 | 251 => RecipientOutcome::Delivered,
-                _ => match reply.failure(next_hop, &format!("RCPT TO:<{recipient}>")) {
-                    Failure::Permanent(text) => RecipientOutcome::Failed(text),
-                    Failure::Temporary(text) => RecipientOutcome::Deferred(text),
-                },
-            };
-            outcomes.push((recipient.clone(), outcome));
-        }
-        if !outcomes
+        let mut outcomes: Vec<(String, RecipientOutcome)> = recipients
             .iter()
-            .any(|(_, o)| *o == RecipientOutcome::Delivered)
-        {
-            return Ok(outcomes);
+            .zip(rcpts)
+            .map(|(recipient, reply)| {
+                let outcome = match reply.code {
+                    250 | 251 => RecipientOutcome::Delivered,
+                    _ => match reply.failure(&peer, &format!("RCPT TO:<{recipient}>")) {
+                        Failure::Permanent(text) => RecipientOutcome::Failed(text),
+                        Failure::Temporary(text) | Failure::Stale(text) => {
+                            RecipientOutcome::Deferred(text)
+                        }
+                    },
+                };
+                (recipient.clone(), outcome)
+            })
+            .collect();
+        let accepted = outcomes
+            .iter()
+            .any(|(_, o)| *o == RecipientOutcome::Delivered);
+        match data {
+            None => return Ok(outcomes),
+            Some(data) if !accepted => {
+                // RFC 2920 says DATA must then be refused; a server that said 354 anyway gets
+                // an empty message, which it has no one to deliver to.
+                if data.code == 354 {
+                    self.send_data(b"").await?;
+                    self.reply().await?;
+                }
+                return Ok(outcomes);
+            }
+            Some(data) if data.code != 354 => return Err(data.failure(&peer, "DATA")),
+            Some(_) => {}
         }
-        let data = c.command("DATA").await?;
-        if data.code != 354 {
-            return Err(data.failure(next_hop, "DATA"));
-        }
-        c.send_data(message).await?;
-        let done = c.reply().await?;
+        self.send_data(message).await?;
+        let done = self.reply().await?;
         if done.code != 250 {
             // The message as a whole was refused: no accepted recipient got it.
-            let failure = done.failure(next_hop, "the end of data");
+            let failure = done.failure(&peer, "the end of data");
             for (_, outcome) in &mut outcomes {
                 if *outcome == RecipientOutcome::Delivered {
                     *outcome = match &failure {
                         Failure::Permanent(text) => RecipientOutcome::Failed(text.clone()),
-                        Failure::Temporary(text) => RecipientOutcome::Deferred(text.clone()),
+                        Failure::Temporary(text) | Failure::Stale(text) => {
+                            RecipientOutcome::Deferred(text.clone())
+                        }
                     };
                 }
             }
         }
         Ok(outcomes)
+    }
+
+    /// The envelope in one write (RFC 2920), replies read in order: RSET's (when `reset`),
+    /// MAIL's, each RCPT's and DATA's. One round trip instead of one per command.
+    async fn pipelined(
+        &mut self,
+        reset: bool,
+        mail_from: &str,
+        recipients: &[String],
+    ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
+        let mut batch = String::new();
+        if reset {
+            batch.push_str("RSET\r\n");
+        }
+        batch.push_str(mail_from);
+        batch.push_str("\r\n");
+        for recipient in recipients {
+            let _ = write!(batch, "RCPT TO:<{recipient}>\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        let written = self.write(batch.as_bytes()).await;
+        if reset {
+            let alive = match written {
+                Ok(()) => self.reply().await.is_ok_and(|reply| reply.code == 250),
+                Err(_) => false,
+            };
+            if !alive {
+                return Err(Failure::Stale(format!(
+                    "{}: the kept session is gone",
+                    self.peer
+                )));
+            }
+        } else {
+            written?;
+        }
+        let mail = self.reply().await?;
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        for _ in recipients {
+            rcpts.push(self.reply().await?);
+        }
+        let data = self.reply().await?;
+        Ok((mail, rcpts, Some(data)))
+    }
+
+    /// The envelope one command at a time, stopping where the server's answers say to.
+    async fn lockstep(
+        &mut self,
+        reset: bool,
+        mail_from: &str,
+        recipients: &[String],
+    ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
+        if reset
+            && !self
+                .command("RSET")
+                .await
+                .is_ok_and(|reply| reply.code == 250)
+        {
+            return Err(Failure::Stale(format!(
+                "{}: the kept session is gone",
+                self.peer
+            )));
+        }
+        let mail = self.command(mail_from).await?;
+        if mail.code != 250 {
+            return Ok((mail, Vec::new(), None));
+        }
+        let mut rcpts = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            rcpts.push(self.command(&format!("RCPT TO:<{recipient}>")).await?);
+        }
+        if !rcpts.iter().any(|reply| matches!(reply.code, 250 | 251)) {
+            return Ok((mail, rcpts, None));
+        }
+        let data = self.command("DATA").await?;
+        Ok((mail, rcpts, Some(data)))
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, Failure> {

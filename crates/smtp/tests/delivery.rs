@@ -13,12 +13,17 @@ use tokio::net::TcpListener;
 /// A next hop that answers RCPT by the recipient's local part: `defer*` 451, `bad*` 550,
 /// anything else 250; it records the messages it accepts.
 async fn next_hop() -> (String, Arc<Mutex<Vec<String>>>) {
-    next_hop_on("127.0.0.1:0", false).await
+    next_hop_on("127.0.0.1:0", false, false).await
 }
 
-/// As [`next_hop`], listening on `address`; with `rcpts`, it records the accepted RCPT lines
-/// instead of the messages.
-async fn next_hop_on(address: &str, rcpts: bool) -> (String, Arc<Mutex<Vec<String>>>) {
+/// As [`next_hop`], listening on `address`; with `rcpts`, it records EHLO and the accepted
+/// RCPT lines instead of the messages; with `hang_up`, it closes each session after its first
+/// message without a word, as a server that times idle sessions out does.
+async fn next_hop_on(
+    address: &str,
+    rcpts: bool,
+    hang_up: bool,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind(address).await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -59,6 +64,10 @@ async fn next_hop_on(address: &str, rcpts: bool) -> (String, Arc<Mutex<Vec<Strin
                             }
                             if !rcpts {
                                 store.lock().unwrap().push(data);
+                            }
+                            if hang_up {
+                                write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                                return;
                             }
                             b"250 2.0.0 queued\r\n"
                         }
@@ -289,9 +298,9 @@ impl MxLookup for FakeMx {
 /// lookup failed waits.
 #[tokio::test]
 async fn mx_delivery_goes_to_each_domains_hosts() {
-    let (first, first_got) = next_hop_on("127.0.0.2:0", true).await;
+    let (first, first_got) = next_hop_on("127.0.0.2:0", true, false).await;
     let port: u16 = first.rsplit_once(':').unwrap().1.parse().unwrap();
-    let (_, second_got) = next_hop_on(&format!("127.0.0.3:{port}"), true).await;
+    let (_, second_got) = next_hop_on(&format!("127.0.0.3:{port}"), true, false).await;
     let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
     let lookup = FakeMx(vec![
         (
@@ -377,7 +386,7 @@ async fn mx_delivery_goes_to_each_domains_hosts() {
 /// MAIL for each further message.
 #[tokio::test]
 async fn sessions_are_reused_between_messages() {
-    let (address, seen) = next_hop_on("127.0.0.1:0", true).await;
+    let (address, seen) = next_hop_on("127.0.0.1:0", true, false).await;
     let dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(dir.path()).unwrap());
     let config = config(Route::SmartHost(NextHop::plain(address)), 1);
@@ -396,4 +405,27 @@ async fn sessions_are_reused_between_messages() {
         "{seen:?}"
     );
     assert_eq!(config.connections.idle(), 1, "kept for the next message");
+}
+
+/// A kept session the server has since closed is noticed at RSET, and the message goes out on
+/// a fresh one instead of waiting for a retry.
+#[tokio::test]
+async fn a_closed_kept_session_is_replaced_not_deferred() {
+    let (address, seen) = next_hop_on("127.0.0.1:0", true, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let config = config(Route::SmartHost(NextHop::plain(address)), 1);
+    for n in 0..2 {
+        let id = spool
+            .store(&envelope(&[&format!("r{n}@example.org")]), MESSAGE)
+            .unwrap();
+        attempt(&spool, id, &config).await;
+    }
+    assert!(
+        spool.list().unwrap().is_empty(),
+        "both delivered, none deferred"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|l| *l == "EHLO").count(), 2, "{seen:?}");
+    assert_eq!(config.counters.snapshot().deferred, 0);
 }
