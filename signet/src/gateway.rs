@@ -1,7 +1,7 @@
 //! The signing gateway: connectors decide who may relay (by client network, on the relay
 //! listener) or submit (by login, on the submission listener) for which tenant; accepted mail
 //! is signed (SPEC section 4) and spooled before `250`, and a worker delivers it to the smart
-//! host.
+//! host, or without one to the recipients' MX hosts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::Signet;
 use crate::config::Config;
 
-/// Deliveries to the smart host under way at once.
+/// Deliveries under way at once (to the smart host, or to MX hosts).
 const DELIVERY_PARALLEL: usize = 16;
 
 /// Starts the relay and submission listeners and the delivery worker; returns their tasks.
