@@ -110,6 +110,17 @@ done
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 
+# Before the first measured run of a system: 500 messages, not measured, so that each starts warm
+# (signet's key cache and worker threads, Postfix's smtpd processes, the queue directories).
+warm_up() {
+  local before
+  find "$inbox" -type f -delete
+  before=$(delivered)
+  smtp-source -s 20 -m 500 -l 2048 -M load.example -f joe@contoso.com -t ann@example.org \
+    "127.0.0.1:$1"
+  while (($(delivered) < before + 500)); do sleep 0.05; done
+}
+
 # One system, one size: smtp-source's accept rate, the rate until the sink had everything, and
 # smtp_load's latencies.
 run() {
@@ -137,12 +148,15 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $messages messages 
 echo
 echo "| system | size | accepted/s (smtp-source) | delivered/s (at the sink) | end of DATA -> 250 (smtp_load) |"
 echo "|---|---|---|---|---|"
+warm_up $signet_port
+warm_up $postfix_port
 for size in "${sizes[@]}"; do
   run signet $signet_port "$size"
   run "Postfix + OpenDKIM" $postfix_port "$size"
 done
 # Postfix alone, unsigned, for reference.
 postconf -c "$pf" -e 'smtpd_milters =' && postfix -c "$pf" reload >/dev/null 2>&1 && sleep 1
+warm_up $postfix_port
 for size in "${sizes[@]}"; do
   run "Postfix alone (unsigned)" $postfix_port "$size"
 done

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use signet_app::{AppError, SignOutcome, SigningPolicy};
 use signet_keys::{DomainName, TenantName};
 use signet_smtp::client::NextHopTls;
-use signet_smtp::delivery::Route;
+use signet_smtp::delivery::{Fresh, Route};
 use signet_smtp::spool::{Envelope, QueueId, Spool};
 use signet_smtp::{
     Admission, AuthAvailability, Client, Counter, Counters, Credentials, Listener, ListenerConfig,
@@ -310,7 +310,7 @@ struct SigningSink {
     service: Arc<Signet>,
     spool: Arc<Spool>,
     /// Tells the delivery worker about each new entry, so it goes out at once.
-    fresh: mpsc::UnboundedSender<QueueId>,
+    fresh: mpsc::UnboundedSender<Fresh>,
     counters: Arc<Counters>,
     hostname: String,
 }
@@ -376,12 +376,21 @@ impl Sink for SigningSink {
             smtputf8: message.sender.smtputf8,
         };
         let spool = Arc::clone(&self.spool);
-        let id = tokio::task::spawn_blocking(move || spool.store(&envelope, &data))
-            .await
-            .map_err(|_| Reply::new(451, [4, 3, 0], "Temporary local problem, try again"))?
-            .map_err(|e| e.reply())?;
+        let (id, envelope, data) = tokio::task::spawn_blocking(move || {
+            spool
+                .store(&envelope, &data)
+                .map(|id| (id, envelope, Arc::new(data)))
+        })
+        .await
+        .map_err(|_| Reply::new(451, [4, 3, 0], "Temporary local problem, try again"))?
+        .map_err(|e| e.reply())?;
         info!(%id, %tenant, from = %message.sender.address, rcpts = message.recipients.len(), "accepted, {signed_as}");
-        let _ = self.fresh.send(id); // a stopped worker finds it in the spool on restart
+        // The worker gets the message as stored, so it need not read it back; a stopped worker
+        // finds it in the spool on restart.
+        let _ = self.fresh.send(Fresh {
+            id,
+            entry: Some((envelope, data)),
+        });
         Ok(id)
     }
 }

@@ -99,19 +99,44 @@ pub fn retry_delay(attempts: u32) -> Duration {
     Duration::from_secs(60 * minutes)
 }
 
+/// A newly spooled message for the worker, due at once. The gateway hands over the envelope
+/// and message it has just written, which saves reading them back; an id alone is read from
+/// the spool.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    pub id: QueueId,
+    pub entry: Option<Entry>,
+}
+
+/// A spool entry in memory: its envelope and message.
+pub type Entry = (Envelope, Arc<Vec<u8>>);
+
+impl From<QueueId> for Fresh {
+    fn from(id: QueueId) -> Self {
+        Fresh { id, entry: None }
+    }
+}
+
+/// Most bytes of fresh messages kept in memory while they wait for a delivery slot; beyond it
+/// they wait on disk only, and are read back when their turn comes.
+const PRELOADED_BYTES: usize = 64 << 20;
+
 /// Delivers until `stop` turns true: up to [`DeliveryConfig::parallel`] messages at once, each
-/// at most once at a time. `fresh` brings the ids of newly spooled messages, due at once; the
-/// rest is found by rescanning the spool.
+/// at most once at a time. `fresh` brings newly spooled messages, due at once; the rest is
+/// found by rescanning the spool. Delivered messages are removed from the spool in batches by
+/// a thread of their own (one directory fsync for many), and an id counts as under way until
+/// its entry is gone, so a rescan never starts it again.
 pub async fn run(
     spool: Arc<Spool>,
     config: DeliveryConfig,
-    mut fresh: mpsc::UnboundedReceiver<QueueId>,
+    mut fresh: mpsc::UnboundedReceiver<Fresh>,
     mut stop: watch::Receiver<bool>,
 ) {
     let config = Arc::new(config);
     let mut queue = DueQueue::default();
     let mut tasks = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, QueueId> = HashMap::new();
+    let (remover, mut removed) = Remover::start(Arc::clone(&spool));
     let mut next_scan = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_scan {
@@ -119,52 +144,143 @@ pub async fn run(
             let due = tokio::task::spawn_blocking(move || due_messages(&spool))
                 .await
                 .unwrap_or_default();
-            queue.extend(due);
+            queue.extend(due.into_iter().map(Fresh::from));
             config.connections.close_idle();
             next_scan = tokio::time::Instant::now() + RESCAN;
         }
         while running.len() < config.parallel.max(1) {
-            let Some(id) = queue.start_next() else { break };
-            let (spool, config) = (Arc::clone(&spool), Arc::clone(&config));
-            let task = tasks.spawn(async move { attempt(&spool, id, &config).await });
+            let Some((id, entry)) = queue.start_next() else {
+                break;
+            };
+            let (spool, config, remover) =
+                (Arc::clone(&spool), Arc::clone(&config), remover.clone());
+            let task = tasks.spawn(async move {
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => match load(&spool, id).await {
+                        Some((envelope, message)) => (envelope, Arc::new(message)),
+                        None => return Settled::Now,
+                    },
+                };
+                let outcome = deliver(id, &config, entry).await;
+                if outcome.is_complete() && remover.remove(id) {
+                    Settled::WhenRemoved
+                } else {
+                    settle(&spool, id, outcome, &config).await;
+                    Settled::Now
+                }
+            });
             running.insert(task.id(), id);
         }
         tokio::select! {
             _ = stop.changed() => break,
-            Some(id) = fresh.recv() => queue.extend([id]),
+            Some(message) = fresh.recv() => queue.extend([message]),
+            Some(id) = removed.recv() => queue.finished(id),
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let task = done.map_or_else(|e| e.id(), |(task, ())| task);
-                if let Some(id) = running.remove(&task) {
+                let (task, settled) = match done {
+                    Ok((task, settled)) => (task, settled),
+                    Err(error) => (error.id(), Settled::Now),
+                };
+                if let Some(id) = running.remove(&task)
+                    && matches!(settled, Settled::Now)
+                {
                     queue.finished(id);
                 }
             }
             () = tokio::time::sleep_until(next_scan) => {}
         }
     }
-    // Let deliveries under way finish: cut off, one could reach the next hop and still be
-    // spooled, and so be delivered twice after the restart.
-    let _ =
-        tokio::time::timeout(FINISH, async { while tasks.join_next().await.is_some() {} }).await;
+    // Let deliveries under way finish, and their removals: cut off, one could reach the next
+    // hop and still be spooled, and so be delivered twice after the restart.
+    let _ = tokio::time::timeout(FINISH, async {
+        while tasks.join_next().await.is_some() {}
+        drop(remover);
+        while removed.recv().await.is_some() {}
+    })
+    .await;
+}
+
+/// Whether a finished attempt's message is done with, or waits for the remover.
+enum Settled {
+    Now,
+    WhenRemoved,
+}
+
+/// The thread that removes delivered messages from the spool, many per directory fsync, and
+/// reports each id once its entry is gone for good.
+#[derive(Clone)]
+struct Remover {
+    ids: Option<std::sync::mpsc::Sender<QueueId>>,
+}
+
+impl Remover {
+    fn start(spool: Arc<Spool>) -> (Remover, mpsc::UnboundedReceiver<QueueId>) {
+        let (ids, pending) = std::sync::mpsc::channel::<QueueId>();
+        let (removed, reports) = mpsc::unbounded_channel();
+        let spawned = std::thread::Builder::new()
+            .name("spool-remover".into())
+            .spawn(move || {
+                while let Ok(first) = pending.recv() {
+                    let batch: Vec<QueueId> =
+                        std::iter::once(first).chain(pending.try_iter()).collect();
+                    if let Err(error) = spool.remove_all(&batch) {
+                        warn!("delivery: cannot remove delivered messages from the spool: {error}");
+                    }
+                    for id in batch {
+                        let _ = removed.send(id);
+                    }
+                }
+            });
+        let ids = match spawned {
+            Ok(_) => Some(ids),
+            Err(error) => {
+                warn!("delivery: no remover thread ({error}); removing one by one");
+                None
+            }
+        };
+        (Remover { ids }, reports)
+    }
+
+    /// Hands a delivered message over for removal; `false` if there is no one to take it, and
+    /// the caller removes it itself.
+    fn remove(&self, id: QueueId) -> bool {
+        self.ids.as_ref().is_some_and(|ids| ids.send(id).is_ok())
+    }
 }
 
 /// Messages waiting for a delivery slot, and those being delivered; an id is in at most one.
+/// Fresh messages may wait with their envelope and message in memory, up to
+/// [`PRELOADED_BYTES`] in all.
 #[derive(Debug, Default)]
 struct DueQueue {
     waiting: VecDeque<QueueId>,
     known: HashSet<QueueId>,
+    preloaded: HashMap<QueueId, Entry>,
+    preloaded_bytes: usize,
 }
 
 impl DueQueue {
-    fn extend(&mut self, ids: impl IntoIterator<Item = QueueId>) {
-        for id in ids {
+    fn extend(&mut self, messages: impl IntoIterator<Item = Fresh>) {
+        for Fresh { id, entry } in messages {
             if self.known.insert(id) {
                 self.waiting.push_back(id);
+                if let Some(entry) = entry
+                    && self.preloaded_bytes + entry.1.len() <= PRELOADED_BYTES
+                {
+                    self.preloaded_bytes += entry.1.len();
+                    self.preloaded.insert(id, entry);
+                }
             }
         }
     }
 
-    fn start_next(&mut self) -> Option<QueueId> {
-        self.waiting.pop_front()
+    fn start_next(&mut self) -> Option<(QueueId, Option<Entry>)> {
+        let id = self.waiting.pop_front()?;
+        let entry = self.preloaded.remove(&id);
+        if let Some((_, message)) = &entry {
+            self.preloaded_bytes -= message.len();
+        }
+        Some((id, entry))
     }
 
     fn finished(&mut self, id: QueueId) {
@@ -182,16 +298,46 @@ fn due_messages(spool: &Spool) -> Vec<QueueId> {
         .collect()
 }
 
-/// One attempt for one message.
+/// One attempt for one message: read from the spool, delivered, and the spool updated (the
+/// entry removed, its envelope updated for a retry, a DSN spooled) before it returns.
 pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
-    let loaded = {
-        let spool = Arc::clone(spool);
-        tokio::task::spawn_blocking(move || spool.load(id)).await
-    };
-    let Ok(Ok((mut envelope, message))) = loaded else {
-        warn!(%id, "delivery: cannot read the spooled message");
+    let Some((envelope, message)) = load(spool, id).await else {
         return;
     };
+    let outcome = deliver(id, config, (envelope, Arc::new(message))).await;
+    settle(spool, id, outcome, config).await;
+}
+
+async fn load(spool: &Arc<Spool>, id: QueueId) -> Option<(Envelope, Vec<u8>)> {
+    let spool = Arc::clone(spool);
+    let loaded = tokio::task::spawn_blocking(move || spool.load(id)).await;
+    if let Ok(Ok(entry)) = loaded {
+        Some(entry)
+    } else {
+        warn!(%id, "delivery: cannot read the spooled message");
+        None
+    }
+}
+
+/// What one attempt came to, recipient by recipient.
+struct Outcome {
+    envelope: Envelope,
+    message: Arc<Vec<u8>>,
+    deferred: Vec<String>,
+    failed: Vec<Failed>,
+    at: SystemTime,
+}
+
+impl Outcome {
+    /// Every recipient delivered: all that is left is removing the entry.
+    fn is_complete(&self) -> bool {
+        self.deferred.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// Delivers a message along the route and sorts its recipients into delivered (counted and
+/// logged), deferred and failed.
+async fn deliver(id: QueueId, config: &DeliveryConfig, (envelope, message): Entry) -> Outcome {
     let outcomes = route(id, config, &envelope, &message).await;
     let now = SystemTime::now();
     let expired =
@@ -221,19 +367,39 @@ pub async fn attempt(spool: &Arc<Spool>, id: QueueId, config: &DeliveryConfig) {
             }),
         }
     }
-    let spool_for_blocking = Arc::clone(spool);
-    let config = config.clone();
+    Outcome {
+        envelope,
+        message,
+        deferred,
+        failed,
+        at: now,
+    }
+}
+
+/// Brings the spool up to date with an attempt: a DSN spooled for the failed recipients (the
+/// sender's, unless the message is itself a bounce), then the entry removed, or its envelope
+/// updated for the next attempt at the deferred ones.
+async fn settle(spool: &Arc<Spool>, id: QueueId, outcome: Outcome, config: &DeliveryConfig) {
+    let spool = Arc::clone(spool);
+    let counters = Arc::clone(&config.counters);
+    let hostname = config.hostname.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<(), crate::Error> {
-        let spool = spool_for_blocking;
+        let Outcome {
+            mut envelope,
+            message,
+            deferred,
+            failed,
+            at: now,
+        } = outcome;
         if !failed.is_empty() {
             for f in &failed {
-                config.counters.count(Counter::Bounced);
+                counters.count(Counter::Bounced);
                 warn!(%id, recipient = %f.recipient, "failed: {}", f.reason);
             }
             if envelope.sender.is_empty() {
                 warn!(%id, "a bounce could not be delivered; it is dropped, as bounces are never bounced");
             } else {
-                let report = dsn(&envelope, &message, &failed, &config.hostname, now);
+                let report = dsn(&envelope, &message, &failed, &hostname, now);
                 let bounce = Envelope {
                     sender: String::new(),
                     recipients: vec![envelope.sender.clone()],
@@ -471,4 +637,56 @@ fn find_header_end(message: &[u8]) -> usize {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(message.len(), |p| p + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            sender: "joe@contoso.com".into(),
+            recipients: vec!["ann@example.org".into()],
+            tenant: "contoso".into(),
+            received_at: SystemTime::UNIX_EPOCH,
+            attempts: 0,
+            next_attempt: SystemTime::UNIX_EPOCH,
+            eight_bit_mime: false,
+            smtputf8: false,
+        }
+    }
+
+    fn id(n: u64) -> QueueId {
+        format!("{n:016x}").parse().unwrap()
+    }
+
+    fn fresh(n: u64, bytes: usize) -> Fresh {
+        Fresh {
+            id: id(n),
+            entry: Some((envelope(), Arc::new(vec![b'x'; bytes]))),
+        }
+    }
+
+    #[test]
+    fn fresh_messages_keep_their_bytes_up_to_the_limit_and_each_id_waits_once() {
+        let mut queue = DueQueue::default();
+        let half = PRELOADED_BYTES / 2;
+        queue.extend([fresh(1, half), fresh(2, half), fresh(3, 1)]);
+        queue.extend([Fresh::from(id(1))]); // found again by a rescan
+        let (first, entry) = queue.start_next().unwrap();
+        assert_eq!(first, id(1));
+        assert_eq!(entry.unwrap().1.len(), half);
+        assert!(queue.start_next().unwrap().1.is_some());
+        let (third, entry) = queue.start_next().unwrap();
+        assert_eq!(third, id(3));
+        assert!(entry.is_none(), "over the limit: read back from the spool");
+        assert!(queue.start_next().is_none());
+        assert_eq!(queue.preloaded_bytes, 0);
+
+        queue.extend([Fresh::from(id(1))]);
+        assert!(queue.start_next().is_none(), "still under way");
+        queue.finished(id(1));
+        queue.extend([Fresh::from(id(1))]);
+        assert_eq!(queue.start_next().unwrap().0, id(1));
+    }
 }

@@ -114,6 +114,8 @@ pub struct Spool {
     entries: Mutex<()>,
     /// Shared fsyncs of the directory.
     directory_sync: GroupSync,
+    /// The directory, open for its fsyncs (not opened again for each).
+    directory_handle: File,
 }
 
 impl Spool {
@@ -121,7 +123,17 @@ impl Spool {
     /// crash may have left: temporary files, and envelope updates whose entry is gone. Entries
     /// in the earlier two-file layout (`.eml` + `.env`) are rewritten as one file first.
     pub fn open(directory: impl Into<PathBuf>) -> Result<Self, Error> {
-        let directory = directory.into();
+        Self::open_with(directory.into(), true)
+    }
+
+    /// Opens the spool of a server that may be running (for `signet queue`), leaving alone what
+    /// [`Spool::open`] would clean up: a `tmp-` file may be a store under way in the server, and
+    /// an envelope update without its entry a removal under way.
+    pub fn open_alongside(directory: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::open_with(directory.into(), false)
+    }
+
+    fn open_with(directory: PathBuf, clean_up: bool) -> Result<Self, Error> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -136,7 +148,9 @@ impl Spool {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(TEMP_PREFIX) {
-                remove_file(&entry.path())?;
+                if clean_up {
+                    remove_file(&entry.path())?;
+                }
                 continue;
             }
             let (set, id) = if let Some(id) = parse_name(name, ENTRY_SUFFIX) {
@@ -151,12 +165,18 @@ impl Spool {
             last_id = last_id.max(id.0);
             set.insert(id);
         }
+        let directory_handle =
+            File::open(&directory).map_err(|source| io_error(&directory, source))?;
         let spool = Self {
             directory,
             last_id: Mutex::new(last_id),
             entries: Mutex::new(()),
             directory_sync: GroupSync::default(),
+            directory_handle,
         };
+        if !clean_up {
+            return Ok(spool);
+        }
         for id in &old_messages {
             if !entries.contains(id) && envelopes.contains(id) {
                 spool.migrate(*id)?;
@@ -279,6 +299,28 @@ impl Spool {
         remove_file(&self.envelope_path(id))
     }
 
+    /// Removes delivered entries, many at once: their files go, one directory fsync makes that
+    /// durable for all of them, then their envelope updates go. An entry already gone (say,
+    /// deleted with `signet queue delete`) is no error.
+    pub fn remove_all(&self, ids: &[QueueId]) -> Result<(), Error> {
+        let mut first_error = None;
+        {
+            let _entries = lock(&self.entries);
+            for id in ids {
+                if let Err(error) = remove_file(&self.entry_path(*id)) {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        self.sync_directory()?;
+        for id in ids {
+            if let Err(error) = remove_file(&self.envelope_path(*id)) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The spool directory.
     pub fn directory(&self) -> &Path {
         &self.directory
@@ -342,7 +384,7 @@ impl Spool {
 
     fn sync_directory(&self) -> Result<(), Error> {
         self.directory_sync
-            .sync(|| File::open(&self.directory).and_then(|directory| directory.sync_all()))
+            .sync(|| self.directory_handle.sync_all())
             .map_err(|source| io_error(&self.directory, source))
     }
 }
@@ -540,6 +582,31 @@ mod tests {
     }
 
     #[test]
+    fn remove_all_takes_entries_and_their_updates_and_skips_ones_already_gone() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let ids: Vec<QueueId> = (0..4)
+            .map(|n| {
+                spool
+                    .store(&envelope(), format!("Subject: {n}\r\n\r\n").as_bytes())
+                    .unwrap()
+            })
+            .collect();
+        let mut retried = envelope();
+        retried.attempts = 1;
+        spool.update(ids[1], &retried).unwrap();
+        spool.remove(ids[2]).unwrap(); // deleted by someone else first
+
+        spool.remove_all(&ids[..3]).unwrap();
+        assert_eq!(spool.list().unwrap(), [ids[3]]);
+        assert_eq!(
+            names(directory.path()),
+            BTreeSet::from([format!("{}.msg", ids[3])]),
+            "the update of a removed entry goes with it"
+        );
+    }
+
+    #[test]
     fn entries_survive_reopening_and_new_ids_stay_ahead() {
         let directory = tempfile::tempdir().unwrap();
         let id = Spool::open(directory.path())
@@ -611,6 +678,29 @@ mod tests {
                 format!("{updated}.msg"),
                 format!("{updated}.env")
             ])
+        );
+    }
+
+    /// `signet queue` opens the spool beside a running server: a store under way there (its
+    /// `tmp-` file) is not its to delete.
+    #[test]
+    fn opening_alongside_a_server_leaves_its_work_in_progress_alone() {
+        let directory = tempfile::tempdir().unwrap();
+        let server = Spool::open(directory.path()).unwrap();
+        let kept = server.store(&envelope(), b"kept\r\n").unwrap();
+        let in_progress = directory.path().join("tmp-0000000000000001.msg");
+        fs::write(&in_progress, b"signet-spool 1\n{\"vers").unwrap();
+        let orphan = directory.path().join("0000000000000002.env");
+        fs::write(&orphan, encode(&envelope())).unwrap();
+
+        let cli = Spool::open_alongside(directory.path()).unwrap();
+        assert_eq!(cli.list().unwrap(), [kept]);
+        assert!(in_progress.exists() && orphan.exists());
+        drop(cli);
+        Spool::open(directory.path()).unwrap();
+        assert!(
+            !in_progress.exists() && !orphan.exists(),
+            "the server's open cleans up"
         );
     }
 

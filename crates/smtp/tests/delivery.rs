@@ -252,7 +252,7 @@ async fn the_worker_delivers_each_message_once() {
         let id = spool
             .store(&envelope(&["ann@example.org"]), message(n).as_bytes())
             .unwrap();
-        fresh.send(id).unwrap();
+        fresh.send(id.into()).unwrap();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !spool.list().unwrap().is_empty() {
