@@ -256,7 +256,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         log.contains("counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"),
         "{log}"
     );
-    // One line per delivery attempt: queue id, tenant, sender, next hop, outcome.
+    // One line per delivery attempt: queue id, tenant, sender, recipients, next hop, outcome.
     let attempt = log
         .lines()
         .find(|l| l.contains("delivery attempt"))
@@ -264,6 +264,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
     for part in [
         "tenant=contoso",
         "from=joe@contoso.com",
+        "to=ann@example.org",
         "next_hop=127.0.0.1:",
         "delivered=1",
     ] {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -124,8 +124,9 @@ const PRELOADED_BYTES: usize = 64 << 20;
 /// Delivers until `stop` turns true: up to [`DeliveryConfig::parallel`] messages at once, each
 /// at most once at a time. `fresh` brings newly spooled messages, due at once; the rest is
 /// found by rescanning the spool. Delivered messages are removed from the spool in batches by
-/// a thread of their own (one directory fsync for many), and an id counts as under way until
-/// its entry is gone, so a rescan never starts it again.
+/// a thread of their own (one directory fsync for many); a delivery holds its slot until its
+/// entry is gone, so a rescan never starts it again, and at most `parallel` messages are ever
+/// between the next hop's 250 and their removal (the ones a crash can deliver twice).
 pub async fn run(
     spool: Arc<Spool>,
     config: DeliveryConfig,
@@ -136,7 +137,7 @@ pub async fn run(
     let mut queue = DueQueue::default();
     let mut tasks = JoinSet::new();
     let mut running: HashMap<tokio::task::Id, QueueId> = HashMap::new();
-    let (remover, mut removed) = Remover::start(Arc::clone(&spool));
+    let remover = Remover::start(Arc::clone(&spool));
     let mut next_scan = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= next_scan {
@@ -159,15 +160,16 @@ pub async fn run(
                     Some(entry) => entry,
                     None => match load(&spool, id).await {
                         Some((envelope, message)) => (envelope, Arc::new(message)),
-                        None => return Settled::Now,
+                        None => return,
                     },
                 };
                 let outcome = deliver(id, &config, entry).await;
-                if outcome.is_complete() && remover.remove(id) {
-                    Settled::WhenRemoved
+                if outcome.is_complete()
+                    && let Some(removed) = remover.remove(id)
+                {
+                    let _ = removed.await;
                 } else {
                     settle(&spool, id, outcome, &config).await;
-                    Settled::Now
                 }
             });
             running.insert(task.id(), id);
@@ -175,76 +177,61 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             Some(message) = fresh.recv() => queue.extend([message]),
-            Some(id) = removed.recv() => queue.finished(id),
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let (task, settled) = match done {
-                    Ok((task, settled)) => (task, settled),
-                    Err(error) => (error.id(), Settled::Now),
-                };
-                if let Some(id) = running.remove(&task)
-                    && matches!(settled, Settled::Now)
-                {
+                let task = done.map_or_else(|e| e.id(), |(task, ())| task);
+                if let Some(id) = running.remove(&task) {
                     queue.finished(id);
                 }
             }
             () = tokio::time::sleep_until(next_scan) => {}
         }
     }
-    // Let deliveries under way finish, and their removals: cut off, one could reach the next
+    // Let deliveries under way finish, removals included: cut off, one could reach the next
     // hop and still be spooled, and so be delivered twice after the restart.
-    let _ = tokio::time::timeout(FINISH, async {
-        while tasks.join_next().await.is_some() {}
-        drop(remover);
-        while removed.recv().await.is_some() {}
-    })
-    .await;
-}
-
-/// Whether a finished attempt's message is done with, or waits for the remover.
-enum Settled {
-    Now,
-    WhenRemoved,
+    let _ =
+        tokio::time::timeout(FINISH, async { while tasks.join_next().await.is_some() {} }).await;
 }
 
 /// The thread that removes delivered messages from the spool, many per directory fsync, and
-/// reports each id once its entry is gone for good.
+/// tells each delivery once its entry is gone for good.
 #[derive(Clone)]
 struct Remover {
-    ids: Option<std::sync::mpsc::Sender<QueueId>>,
+    requests: Option<std::sync::mpsc::Sender<(QueueId, oneshot::Sender<()>)>>,
 }
 
 impl Remover {
-    fn start(spool: Arc<Spool>) -> (Remover, mpsc::UnboundedReceiver<QueueId>) {
-        let (ids, pending) = std::sync::mpsc::channel::<QueueId>();
-        let (removed, reports) = mpsc::unbounded_channel();
+    fn start(spool: Arc<Spool>) -> Remover {
+        let (requests, pending) = std::sync::mpsc::channel::<(QueueId, oneshot::Sender<()>)>();
         let spawned = std::thread::Builder::new()
             .name("spool-remover".into())
             .spawn(move || {
                 while let Ok(first) = pending.recv() {
-                    let batch: Vec<QueueId> =
-                        std::iter::once(first).chain(pending.try_iter()).collect();
-                    if let Err(error) = spool.remove_all(&batch) {
+                    let batch: Vec<_> = std::iter::once(first).chain(pending.try_iter()).collect();
+                    let ids: Vec<QueueId> = batch.iter().map(|(id, _)| *id).collect();
+                    if let Err(error) = spool.remove_all(&ids) {
                         warn!("delivery: cannot remove delivered messages from the spool: {error}");
                     }
-                    for id in batch {
-                        let _ = removed.send(id);
+                    for (_, done) in batch {
+                        let _ = done.send(());
                     }
                 }
             });
-        let ids = match spawned {
-            Ok(_) => Some(ids),
+        let requests = match spawned {
+            Ok(_) => Some(requests),
             Err(error) => {
                 warn!("delivery: no remover thread ({error}); removing one by one");
                 None
             }
         };
-        (Remover { ids }, reports)
+        Remover { requests }
     }
 
-    /// Hands a delivered message over for removal; `false` if there is no one to take it, and
-    /// the caller removes it itself.
-    fn remove(&self, id: QueueId) -> bool {
-        self.ids.as_ref().is_some_and(|ids| ids.send(id).is_ok())
+    /// Hands a delivered message over for removal, and tells when it is done; `None` if there
+    /// is no one to take it, and the caller removes it itself.
+    fn remove(&self, id: QueueId) -> Option<oneshot::Receiver<()>> {
+        let (done, removed) = oneshot::channel();
+        self.requests.as_ref()?.send((id, done)).ok()?;
+        Some(removed)
     }
 }
 
@@ -346,10 +333,8 @@ async fn deliver(id: QueueId, config: &DeliveryConfig, (envelope, message): Entr
     let mut failed = Vec::new();
     for (recipient, outcome) in outcomes {
         match outcome {
-            RecipientOutcome::Delivered => {
-                config.counters.count(Counter::Delivered);
-                info!(%id, %recipient, "delivered");
-            }
+            // Logged with its attempt (`route`): one line per message delivered at once.
+            RecipientOutcome::Delivered => config.counters.count(Counter::Delivered),
             RecipientOutcome::Deferred(why) if expired => failed.push(Failed {
                 recipient,
                 reason: format!("gave up after {} attempts: {why}", envelope.attempts + 1),
@@ -455,6 +440,7 @@ async fn route(
             %id,
             tenant = %envelope.tenant,
             from = %envelope.sender,
+            to = %recipients.join(","),
             next_hop = %hop.address,
             host = hop.name.as_deref().unwrap_or(""),
             delivered = count(|o| matches!(o, RecipientOutcome::Delivered)),
