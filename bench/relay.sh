@@ -5,7 +5,8 @@
 # spool and Postfix's queue both sync before 250). Then smtp_load (crates/smtp/examples) sends
 # the same messages once more to time end of DATA -> 250 per message (p50/p99).
 #
-# usage: bash bench/relay.sh [MESSAGES] [SIZES...]     (default: 4000 messages, 2048 and 102400 bytes)
+# usage: [SIGNET=path/to/signet] bash bench/relay.sh [MESSAGES] [SIZES...]
+#        (default: 4000 messages, 2048 and 102400 bytes)
 # Needs: postfix, opendkim (Debian packages; .ci/setup installs them), a release build.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ sink_port=27101 signet_port=27102 postfix_port=27103 dns_port=27104 submission_p
 
 cargo build -q --release --ignore-rust-version -p signet -p signet-smtp --bin signet --example smtp_load \
   --manifest-path "$root/Cargo.toml"
-signet=$target/release/signet
+signet=${SIGNET:-$target/release/signet} # SIGNET=path: another build, for before/after runs
 load=$target/release/examples/smtp_load
 
 work=$(mktemp -d /tmp/signet-relay-bench.XXXXXX)
