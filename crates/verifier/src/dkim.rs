@@ -1,7 +1,7 @@
 //! DKIM: mail-auth's verdict per signature, then signet's policy on top of it (RFC 8301,
 //! `l=`, duplicate `From`, `--at`), each result with a reason an administrator can act on.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -28,12 +28,14 @@ pub(crate) async fn verify(
     now: u64,
     explicit_time: bool,
 ) -> Vec<DkimReport> {
-    let mut reports: Vec<DkimReport> = message
-        .errors()
-        .iter()
-        .filter(|header| header.name.eq_ignore_ascii_case(b"DKIM-Signature"))
-        .map(|header| malformed(header.value, &header.header))
-        .collect();
+    let mut reports = Vec::with_capacity(message.dkim_signatures().len());
+    reports.extend(
+        message
+            .errors()
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case(b"DKIM-Signature"))
+            .map(|header| malformed(header.value, &header.header)),
+    );
     let from_headers = message
         .headers()
         .iter()
@@ -54,7 +56,7 @@ pub(crate) async fn verify(
         let Some(signature) = output.signature() else {
             continue; // Malformed headers, reported above from the raw text.
         };
-        let key = keys.info(&key_name(signature));
+        let key = keys.info(signature);
         let (mut result, mut reason) = classify(output.result(), signature);
         if explicit_time && expired_now_but_not_then(output.result(), signature, now) {
             (result, reason) = match as_of::verify(authenticator, message, signature).await {
@@ -88,7 +90,7 @@ pub(crate) async fn verify(
             algorithm: algorithm_name(signature.a).to_string(),
             result,
             reason,
-            key_type: key.kind,
+            key_type: key.kind.map(Cow::into_owned),
             key_bits: key.bits,
             header_canonicalization: canonicalization_name(signature.ch).to_string(),
             body_canonicalization: canonicalization_name(signature.cb).to_string(),
@@ -104,12 +106,23 @@ pub(crate) async fn verify(
 }
 
 /// The first 8 base64 characters of `b=`: those of its first 6 bytes, so only they are encoded
-/// (the whole signature is 256 bytes or more for RSA).
+/// (the whole signature is 256 bytes or more for RSA), here rather than through OpenSSL's
+/// encoder and its buffers, once per signature.
 fn signature_prefix(signature: &[u8]) -> String {
-    openssl::base64::encode_block(&signature[..signature.len().min(6)])
-        .chars()
-        .take(8)
-        .collect()
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut prefix = String::with_capacity(8);
+    for chunk in signature[..signature.len().min(6)].chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                prefix.push(char::from(ALPHABET[(group >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                prefix.push('=');
+            }
+        }
+    }
+    prefix
 }
 
 /// mail-auth judged `x=` by the system clock; as of `now` the signature was still valid.
@@ -199,7 +212,8 @@ impl Policy {
 }
 
 fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) {
-    let key_name = format!("{}._domainkey.{}", signature.s, signature.d);
+    // Only the reasons about the key name it; a pass (the common case) formats nothing more.
+    let key_name = || format!("{}._domainkey.{}", signature.s, signature.d);
     match result {
         DkimResult::Pass => {
             let note = if signature.l > 0 {
@@ -218,7 +232,7 @@ fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) 
                 AuthResult::Neutral,
                 format!("signature expired (x={})", signature.x),
             ),
-            other => (AuthResult::Neutral, describe(other, &key_name)),
+            other => (AuthResult::Neutral, describe(other, &key_name())),
         },
         DkimResult::Fail(error) => match error {
             Error::Crypto(CryptoError::FailedVerification | CryptoError::Library(_)) => (
@@ -229,10 +243,10 @@ fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) 
                 AuthResult::PermError,
                 "i= is not within d=, or the key's t=s flag forbids a subdomain i=".into(),
             ),
-            other => (AuthResult::Fail, describe(other, &key_name)),
+            other => (AuthResult::Fail, describe(other, &key_name())),
         },
-        DkimResult::PermError(error) => (AuthResult::PermError, describe(error, &key_name)),
-        DkimResult::TempError(error) => (AuthResult::TempError, describe(error, &key_name)),
+        DkimResult::PermError(error) => (AuthResult::PermError, describe(error, &key_name())),
+        DkimResult::TempError(error) => (AuthResult::TempError, describe(error, &key_name())),
         DkimResult::None => (AuthResult::None, "no signature".into()),
     }
 }
@@ -327,29 +341,59 @@ fn malformed(value: &[u8], error: &Error) -> DkimReport {
 
 #[derive(Debug, Clone, Default)]
 struct KeyInfo {
-    kind: Option<String>,
+    /// `k=` as published: "rsa" (also when absent) and "ed25519" need no allocation.
+    kind: Option<Cow<'static, str>>,
     bits: Option<u32>,
 }
 
 /// The name mail-auth looks a signature's key up at (and keys its cache by).
 fn key_name(signature: &Signature) -> String {
-    format!("{}._domainkey.{}.", signature.s, signature.d).to_ascii_lowercase()
+    let mut name = String::with_capacity(signature.s.len() + signature.d.len() + 13);
+    name.push_str(&signature.s);
+    name.push_str("._domainkey.");
+    name.push_str(&signature.d);
+    name.push('.');
+    name.make_ascii_lowercase();
+    name
+}
+
+/// Whether `name` (from [`key_name`]) is the key name of `signature`, without formatting it.
+fn is_key_name(name: &str, signature: &Signature) -> bool {
+    const LABEL: &[u8] = b"._domainkey.";
+    let (name, selector, domain) = (
+        name.as_bytes(),
+        signature.s.as_bytes(),
+        signature.d.as_bytes(),
+    );
+    name.len() == selector.len() + LABEL.len() + domain.len() + 1
+        && name[..selector.len()].eq_ignore_ascii_case(selector)
+        && name[selector.len()..].starts_with(LABEL)
+        && name[selector.len() + LABEL.len()..name.len() - 1].eq_ignore_ascii_case(domain)
+        && name.ends_with(b".")
 }
 
 /// The keys of one verification. signet reads each signature's key record once, measures the
 /// key from exactly those bytes (the RFC 8301 size rule and the report), and hands mail-auth
 /// the key parsed from the same answer through its cache seam. mail-auth keeps its parsed key
 /// private, so without this the record was read twice, and the two reads could in principle
-/// see different records.
+/// see different records. A message has a signature or two: lists, not hash maps.
 #[derive(Default)]
 struct Keys {
     answers: KeyAnswers,
-    info: HashMap<String, KeyInfo>,
+    info: Vec<(String, KeyInfo)>,
 }
 
 impl Keys {
-    fn info(&self, name: &str) -> KeyInfo {
-        self.info.get(name).cloned().unwrap_or_default()
+    fn info(&self, signature: &Signature) -> KeyInfo {
+        self.info
+            .iter()
+            .find(|(name, _)| is_key_name(name, signature))
+            .map(|(_, info)| info.clone())
+            .unwrap_or_default()
+    }
+
+    fn has_info(&self, name: &str) -> bool {
+        self.info.iter().any(|(have, _)| have == name)
     }
 }
 
@@ -357,7 +401,7 @@ impl Keys {
 /// up itself (names signet's read could not answer). Dropped with the verification, so nothing
 /// outlives the answers the resolver gave for this message.
 #[derive(Default)]
-struct KeyAnswers(Mutex<HashMap<Box<str>, TxtRecord>>);
+struct KeyAnswers(Mutex<Vec<(Box<str>, TxtRecord)>>);
 
 impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
     fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
@@ -365,7 +409,10 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        lock(&self.0).get(name).cloned()
+        lock(&self.0)
+            .iter()
+            .find(|(have, _)| have.borrow() == name)
+            .map(|(_, record)| record.clone())
     }
 
     fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
@@ -373,11 +420,17 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        lock(&self.0).remove(name)
+        let mut answers = lock(&self.0);
+        let index = answers.iter().position(|(have, _)| have.borrow() == name)?;
+        Some(answers.swap_remove(index).1)
     }
 
     fn insert(&self, key: Box<str>, value: TxtRecord, _valid_until: std::time::Instant) {
-        lock(&self.0).insert(key, value);
+        let mut answers = lock(&self.0);
+        match answers.iter_mut().find(|(have, _)| *have == key) {
+            Some((_, record)) => *record = value,
+            None => answers.push((key, value)),
+        }
     }
 }
 
@@ -409,7 +462,9 @@ impl DnsCache for Keys {
 /// verifications. Keyed by value, not by time: a selector that starts publishing a different
 /// record is parsed afresh at once, so a weak key can never be judged by an old key's size.
 #[derive(Default)]
-pub(crate) struct KeyMemo(Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>);
+pub(crate) struct KeyMemo {
+    parsed: Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>,
+}
 
 /// The TXT records at a key name, each with its character-strings joined.
 type Records = Vec<Vec<u8>>;
@@ -420,14 +475,14 @@ const MEMO_LIMIT: usize = 4096;
 
 impl KeyMemo {
     fn parsed(&self, records: Records) -> (TxtRecord, KeyInfo) {
-        if let Some(hit) = lock(&self.0).get(&records) {
+        if let Some(hit) = lock(&self.parsed).get(&records) {
             return hit.clone();
         }
         let parsed = (
             TxtRecord::from(DomainKey::parse_records(&records)),
             key_info(&records),
         );
-        let mut memo = lock(&self.0);
+        let mut memo = lock(&self.parsed);
         if memo.len() >= MEMO_LIMIT {
             memo.clear();
         }
@@ -439,7 +494,7 @@ impl KeyMemo {
 impl std::fmt::Debug for KeyMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyMemo")
-            .field("records", &lock(&self.0).len())
+            .field("records", &lock(&self.parsed).len())
             .finish()
     }
 }
@@ -460,10 +515,14 @@ async fn read_keys(
     memo: &KeyMemo,
     message: &AuthenticatedMessage<'_>,
 ) -> Keys {
-    let mut keys = Keys::default();
+    let signatures = message.dkim_signatures().len();
+    let mut keys = Keys {
+        answers: KeyAnswers(Mutex::new(Vec::with_capacity(signatures))),
+        info: Vec::with_capacity(signatures),
+    };
     for header in message.dkim_signatures() {
         let name = key_name(&header.header);
-        if keys.info.contains_key(&name) {
+        if keys.has_info(&name) {
             continue;
         }
         let Ok(query) = Name::from_str_relaxed(name.as_str()) else {
@@ -480,13 +539,13 @@ async fn read_keys(
                     })
                     .collect();
                 let (record, info) = memo.parsed(records);
-                keys.info.insert(name.clone(), info);
+                keys.info.push((name.clone(), info));
                 record
             }
             Err(error) if error.is_no_records_found() => continue,
             Err(error) => TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string()))),
         };
-        lock(&keys.answers.0).insert(name.into_boxed_str(), record);
+        lock(&keys.answers.0).push((name.into_boxed_str(), record));
     }
     keys
 }
@@ -503,11 +562,13 @@ fn key_info(records: &[Vec<u8>]) -> KeyInfo {
         let Some((_, public_key)) = tags.iter().find(|(k, _)| *k == "p") else {
             continue;
         };
-        let kind = tags
-            .iter()
-            .find(|(k, _)| *k == "k")
-            .map_or_else(|| "rsa".to_string(), |(_, v)| v.to_ascii_lowercase());
-        let bits = match kind.as_str() {
+        let kind: Cow<'static, str> = match tags.iter().find(|(k, _)| *k == "k") {
+            None => "rsa".into(),
+            Some((_, v)) if v.eq_ignore_ascii_case("rsa") => "rsa".into(),
+            Some((_, v)) if v.eq_ignore_ascii_case("ed25519") => "ed25519".into(),
+            Some((_, v)) => v.to_ascii_lowercase().into(),
+        };
+        let bits = match kind.as_ref() {
             "ed25519" => Some(256),
             "rsa" => rsa_bits(public_key),
             _ => None,
@@ -705,7 +766,7 @@ mod tests {
         // The selector now publishes another record: it is measured at once.
         assert_eq!(memo.parsed(strong.clone()).1.bits, Some(2048));
         assert_eq!(memo.parsed(weak).1.bits, Some(512));
-        assert_eq!(lock(&memo.0).len(), 2);
+        assert_eq!(lock(&memo.parsed).len(), 2);
         // A hit hands out the same parsed key, not a new parse.
         let (TxtRecord::DomainKey(first), _) = memo.parsed(strong.clone()) else {
             panic!("expected a key");
@@ -722,7 +783,28 @@ mod tests {
         for i in 0..=MEMO_LIMIT {
             memo.parsed(vec![format!("v=DKIM1; p=not-base64-{i}").into_bytes()]);
         }
-        assert!(lock(&memo.0).len() <= MEMO_LIMIT);
+        assert!(lock(&memo.parsed).len() <= MEMO_LIMIT);
+    }
+
+    #[test]
+    fn key_names_match_their_signatures_in_any_case() {
+        let signature = Signature {
+            s: "Sel".into(),
+            d: "Example.COM".into(),
+            ..Signature::default()
+        };
+        let name = key_name(&signature);
+        assert_eq!(name, "sel._domainkey.example.com.");
+        assert!(is_key_name(&name, &signature));
+        for other in [
+            "sel._domainkey.example.co.",
+            "sel._domainkey.example.com",
+            "se._domainkey.example.com.",
+            "sel.domainkey.example.comm.",
+            "",
+        ] {
+            assert!(!is_key_name(other, &signature), "{other}");
+        }
     }
 
     #[test]
