@@ -5,6 +5,7 @@ use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mail_auth::crypto::{Algorithm, CryptoError};
 use mail_auth::dkim::{Canonicalization, DkimError, DomainKey, Signature};
@@ -458,12 +459,32 @@ impl DnsCache for Keys {
     }
 }
 
-/// Parsed keys by the exact bytes of the records they came from, shared by a verifier's
-/// verifications. Keyed by value, not by time: a selector that starts publishing a different
-/// record is parsed afresh at once, so a weak key can never be judged by an old key's size.
+/// What a verifier keeps between verifications, shared by all of them: parsed keys by the
+/// exact bytes of the records they came from, and each key name's last answer for as long as
+/// the resolver would itself answer from its cache.
+///
+/// * `parsed` is keyed by value, not by time: a selector that starts publishing a different
+///   record is parsed afresh at once, so a weak key can never be judged by an old key's size.
+/// * `answers` saves asking the resolver again (its cache costs about as much as the rest of
+///   signet's work on a message): a name's answer is reused until the instant the resolver gave
+///   with it (`Lookup::valid_until`, the answer's TTL as its cache counts it) less a second,
+///   so never past the moment the resolver would stop serving that answer and ask again. A
+///   changed record is therefore seen no later than before, when the answer's TTL runs out
+///   (the resolver's cache, when full, may also drop an answer early; this memo only empties
+///   when it reaches `MEMO_LIMIT` names). Only answers are kept; failures and missing names
+///   always go to the resolver. The record, the key mail-auth checks with and the size signet
+///   judges always come from the one answer. Nothing about a message or a verdict is kept.
 #[derive(Default)]
 pub(crate) struct KeyMemo {
     parsed: Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>,
+    answers: Mutex<HashMap<Box<str>, Answer>>,
+}
+
+/// A key name's last answer, and until when it may be reused.
+struct Answer {
+    until: Instant,
+    record: TxtRecord,
+    info: KeyInfo,
 }
 
 /// The TXT records at a key name, each with its character-strings joined.
@@ -472,6 +493,11 @@ type Records = Vec<Vec<u8>>;
 /// Enough for every selector a busy receiver sees in a while; past it the memo starts over
 /// rather than grow without bound on a stream of distinct (possibly hostile) records.
 const MEMO_LIMIT: usize = 4096;
+
+/// How much earlier than the resolver an answer stops being reused. The resolver's cache
+/// hands out `valid_until` rounded up to the next whole second of remaining TTL (it counts
+/// elapsed time in whole seconds), so a second less is never later than its own expiry.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 impl KeyMemo {
     fn parsed(&self, records: Records) -> (TxtRecord, KeyInfo) {
@@ -489,12 +515,44 @@ impl KeyMemo {
         memo.insert(records, parsed.clone());
         parsed
     }
+
+    /// The answer the resolver last gave for `name`, if it is still current at `now`.
+    fn answer(&self, name: &str, now: Instant) -> Option<(TxtRecord, KeyInfo)> {
+        let answers = lock(&self.answers);
+        let answer = answers.get(name).filter(|answer| now < answer.until)?;
+        Some((answer.record.clone(), answer.info.clone()))
+    }
+
+    /// Keeps the resolver's answer for `name`, valid (as the resolver said) until `valid_until`.
+    fn remember(&self, name: &str, valid_until: Instant, record: &TxtRecord, info: &KeyInfo) {
+        let Some(until) = valid_until.checked_sub(ANSWER_MARGIN) else {
+            return;
+        };
+        let mut answers = lock(&self.answers);
+        if answers.len() >= MEMO_LIMIT && !answers.contains_key(name) {
+            answers.clear();
+        }
+        answers.insert(
+            name.into(),
+            Answer {
+                until,
+                record: record.clone(),
+                info: info.clone(),
+            },
+        );
+    }
+
+    /// The resolver gave no answer for `name` this time: nothing old stands in for it.
+    fn forget(&self, name: &str) {
+        lock(&self.answers).remove(name);
+    }
 }
 
 impl std::fmt::Debug for KeyMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyMemo")
             .field("records", &lock(&self.parsed).len())
+            .field("answers", &lock(&self.answers).len())
             .finish()
     }
 }
@@ -507,9 +565,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One TXT read per distinct key name. A name that does not exist is left to mail-auth (its
-/// own lookup reports it with the response code); a failed lookup is recorded as mail-auth
-/// would record it, so a timeout is waited for once, not twice.
+/// One TXT read per distinct key name (or the resolver's answer of a previous message while it
+/// is current, see [`KeyMemo`]). A name that does not exist is left to mail-auth (its own
+/// lookup reports it with the response code); a failed lookup is recorded as mail-auth would
+/// record it, so a timeout is waited for once, not twice.
 async fn read_keys(
     authenticator: &MessageAuthenticator,
     memo: &KeyMemo,
@@ -523,6 +582,11 @@ async fn read_keys(
     for header in message.dkim_signatures() {
         let name = key_name(&header.header);
         if keys.has_info(&name) {
+            continue;
+        }
+        if let Some((record, info)) = memo.answer(&name, Instant::now()) {
+            keys.info.push((name.clone(), info));
+            lock(&keys.answers.0).push((name.into_boxed_str(), record));
             continue;
         }
         let Ok(query) = Name::from_str_relaxed(name.as_str()) else {
@@ -539,11 +603,18 @@ async fn read_keys(
                     })
                     .collect();
                 let (record, info) = memo.parsed(records);
+                memo.remember(&name, lookup.valid_until(), &record, &info);
                 keys.info.push((name.clone(), info));
                 record
             }
-            Err(error) if error.is_no_records_found() => continue,
-            Err(error) => TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string()))),
+            Err(error) if error.is_no_records_found() => {
+                memo.forget(&name);
+                continue;
+            }
+            Err(error) => {
+                memo.forget(&name);
+                TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string())))
+            }
         };
         lock(&keys.answers.0).push((name.into_boxed_str(), record));
     }
@@ -784,6 +855,76 @@ mod tests {
             memo.parsed(vec![format!("v=DKIM1; p=not-base64-{i}").into_bytes()]);
         }
         assert!(lock(&memo.parsed).len() <= MEMO_LIMIT);
+    }
+
+    #[test]
+    fn an_answer_is_reused_only_while_the_resolver_would_serve_it() {
+        let memo = KeyMemo::default();
+        let name = "rsa._domainkey.example.com.";
+        let start = Instant::now();
+        let valid_until = start + Duration::from_mins(5);
+        assert!(
+            memo.answer(name, start).is_none(),
+            "nothing before a lookup"
+        );
+        let (record, info) = memo.parsed(vec![rsa_record(1024)]);
+        memo.remember(name, valid_until, &record, &info);
+        let (TxtRecord::DomainKey(_), KeyInfo { bits, .. }) = memo.answer(name, start).unwrap()
+        else {
+            panic!("expected the key");
+        };
+        assert_eq!(bits, Some(1024));
+        assert!(
+            memo.answer("other._domainkey.example.com.", start)
+                .is_none()
+        );
+        // A second before the resolver's own expiry (its valid_until may be up to a second
+        // late), the answer is no longer used: the next message asks the resolver.
+        assert_eq!(ANSWER_MARGIN, Duration::from_secs(1));
+        let last = start + Duration::from_secs(299); // valid_until less ANSWER_MARGIN
+        assert!(
+            memo.answer(name, start + Duration::from_millis(298_999))
+                .is_some()
+        );
+        assert!(memo.answer(name, last).is_none());
+        assert!(memo.answer(name, valid_until).is_none());
+        // A new answer (say a weaker key, published once the old TTL ran out) replaces it.
+        let (weak, weak_info) = memo.parsed(vec![rsa_record(512)]);
+        memo.remember(
+            name,
+            valid_until + Duration::from_mins(5),
+            &weak,
+            &weak_info,
+        );
+        assert_eq!(memo.answer(name, valid_until).unwrap().1.bits, Some(512));
+        // A failed or empty lookup leaves nothing behind.
+        memo.forget(name);
+        assert!(memo.answer(name, valid_until).is_none());
+    }
+
+    #[test]
+    fn an_answer_with_no_ttl_left_is_not_kept() {
+        let memo = KeyMemo::default();
+        let (record, info) = memo.parsed(vec![rsa_record(1024)]);
+        let now = Instant::now();
+        memo.remember("a._domainkey.example.com.", now, &record, &info);
+        assert!(memo.answer("a._domainkey.example.com.", now).is_none());
+    }
+
+    #[test]
+    fn remembered_answers_never_grow_past_the_limit() {
+        let memo = KeyMemo::default();
+        let (record, info) = memo.parsed(vec![b"v=DKIM1; p=".to_vec()]);
+        let until = Instant::now() + Duration::from_mins(5);
+        for i in 0..=MEMO_LIMIT {
+            memo.remember(
+                &format!("s{i}._domainkey.example.com."),
+                until,
+                &record,
+                &info,
+            );
+        }
+        assert!(lock(&memo.answers).len() <= MEMO_LIMIT);
     }
 
     #[test]
