@@ -5,6 +5,11 @@
 //! Ed25519 verification there is (one header, empty body, key already in memory, no DNS), a
 //! floor for the Ed25519 rows: almost all of it is the signature check itself.
 //!
+//! `SIGNET_BENCH_BREAKDOWN=1` adds the parts: mail-auth alone, parsing alone, a cached resolver
+//! lookup, OpenSSL's SHA-256 and signature check each alone, and aws-lc's check of the same
+//! signature (key parsed on every call, as mail-auth does, and once). `SIGNET_BENCH_INTERLEAVED=1`
+//! also prints signet / bound timed in alternating blocks (see `interleaved`).
+//!
 //! `SIGNET_BENCH_CPU_TIME=1` measures the bench thread's CPU time (`/proc/thread-self/schedstat`)
 //! instead of wall time: on a machine shared with other builds, time spent waiting for a core
 //! then stays out of the figures.
@@ -117,6 +122,11 @@ fn benchmarks<M: Measurement + 'static>(c: &mut Criterion<M>) {
                 signet_verifier::AuthResult::Pass,
                 "{reports:#?}"
             );
+            // The bound: hash every byte once (the body and ~300 header bytes), check one
+            // signature over a digest. No parsing, no canonicalization, no DNS.
+            let data = signed.clone();
+            let key = if algorithm == "rsa2048" { &rsa } else { &ed };
+            let signature = raw_signature(key, &data);
             if std::env::var_os("SIGNET_BENCH_BREAKDOWN").is_some() {
                 breakdown(
                     c,
@@ -125,23 +135,80 @@ fn benchmarks<M: Measurement + 'static>(c: &mut Criterion<M>) {
                     &signed,
                     &format!("{algorithm} {label}"),
                 );
+                bare_checks(c, key, &data, &signature, &format!("{algorithm} {label}"));
             }
             c.bench_function(&format!("signet verify_dkim {algorithm} {label}"), |b| {
                 b.iter(|| runtime.block_on(verifier.verify_dkim(black_box(&signed), None)));
             });
-            // The bound: hash every byte once (the body and ~300 header bytes), check one
-            // signature over a digest. No parsing, no canonicalization, no DNS.
-            let data = signed.clone();
-            let key = if algorithm == "rsa2048" { &rsa } else { &ed };
-            let signature = raw_signature(key, &data);
             c.bench_function(
                 &format!("bound openssl hash+verify {algorithm} {label}"),
                 |b| {
                     b.iter(|| raw_verify(key, black_box(&data), &signature));
                 },
             );
+            if std::env::var_os("SIGNET_BENCH_INTERLEAVED").is_some()
+                && selected(&format!("signet verify_dkim {algorithm} {label}"))
+            {
+                interleaved(
+                    &format!("{algorithm} {label}"),
+                    || {
+                        runtime.block_on(verifier.verify_dkim(black_box(&signed), None));
+                    },
+                    || {
+                        raw_verify(key, black_box(&data), &signature);
+                    },
+                );
+            }
         }
     }
+}
+
+/// Whether the bench's name filter (the first argument that is not a flag) selects `name`: a
+/// plain substring test, enough for filters such as "rsa2048 2KB".
+fn selected(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-'))
+        .is_none_or(|filter| name.contains(&filter))
+}
+
+/// `SIGNET_BENCH_INTERLEAVED=1`: signet and the bound timed in alternating blocks of ~5 ms,
+/// 200 pairs, wall time. Criterion measures one for seconds and then the other, so on a shared
+/// machine a change of load between the two moves their ratio by more than the 20 % target;
+/// here both sides of each pair see the same load, and the median of the per-pair ratios
+/// leaves out the pairs a burst fell into.
+fn interleaved(label: &str, mut ours: impl FnMut(), mut bound: impl FnMut()) {
+    const PAIRS: usize = 200;
+    let time = |f: &mut dyn FnMut(), n: usize| {
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed().as_secs_f64() / f64::from(u32::try_from(n).unwrap())
+    };
+    let once = time(&mut ours, 10);
+    // Truncation is fine: a block size only needs to be roughly 5 ms.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let block = ((0.005 / once) as usize).clamp(1, 1000);
+    let (mut signet, mut floor, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        let (a, b) = (time(&mut ours, block), time(&mut bound, block));
+        signet.push(a);
+        floor.push(b);
+        ratios.push(a / b);
+    }
+    for values in [&mut signet, &mut floor, &mut ratios] {
+        values.sort_by(f64::total_cmp);
+    }
+    println!(
+        "interleaved {label}: signet / bound median {:.3} (quartiles {:.3}-{:.3}); \
+         signet {:.2} µs, bound {:.2} µs (medians, wall time, {PAIRS} pairs of {block})",
+        ratios[PAIRS / 2],
+        ratios[PAIRS / 4],
+        ratios[PAIRS * 3 / 4],
+        signet[PAIRS / 2] * 1e6,
+        floor[PAIRS / 2] * 1e6,
+    );
 }
 
 /// Where the time goes: mail-auth alone (same loopback DNS, resolver cache on) and parsing.
@@ -193,6 +260,65 @@ fn breakdown<M: Measurement + 'static>(
                 .is_ok()
         });
     });
+}
+
+/// The bound's parts and aws-lc's check of the same signature: OpenSSL's SHA-256 of the whole
+/// message, OpenSSL's check alone (key parsed once, as in the bound), aws-lc-rs's check as
+/// mail-auth makes it (`UnparsedPublicKey`: the key is parsed from DER on every call), and
+/// aws-lc-rs's check with a key parsed once (`ParsedPublicKey`, which mail-auth 0.15 does not
+/// use), all over the same 32-byte digest.
+fn bare_checks<M: Measurement + 'static>(
+    c: &mut Criterion<M>,
+    key: &PKey<Private>,
+    data: &[u8],
+    signature: &[u8],
+    label: &str,
+) {
+    use aws_lc_rs::signature::{
+        ED25519, ParsedPublicKey, RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+        UnparsedPublicKey, VerificationAlgorithm,
+    };
+    let digest = openssl::sha::sha256(data);
+    let ed25519 = key.id() == openssl::pkey::Id::ED25519;
+    // What mail-auth hands aws-lc: the raw 32-byte Ed25519 key, or the RSAPublicKey (PKCS#1)
+    // inside the record's SubjectPublicKeyInfo.
+    let (algorithm, public): (&'static dyn VerificationAlgorithm, Vec<u8>) = if ed25519 {
+        (&ED25519, key.raw_public_key().unwrap())
+    } else {
+        (
+            &RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,
+            key.rsa().unwrap().public_key_to_der_pkcs1().unwrap(),
+        )
+    };
+    let parsed = ParsedPublicKey::new(algorithm, &public).unwrap();
+    assert!(
+        UnparsedPublicKey::new(algorithm, &public)
+            .verify(&digest, signature)
+            .is_ok()
+    );
+    assert!(parsed.verify_sig(&digest, signature).is_ok());
+    c.bench_function(&format!("openssl sha256 whole message {label}"), |b| {
+        b.iter(|| openssl::sha::sha256(black_box(data)));
+    });
+    c.bench_function(&format!("openssl bare verify {label}"), |b| {
+        b.iter(|| raw_check(key, black_box(&digest), signature));
+    });
+    c.bench_function(
+        &format!("aws-lc bare verify, key from bytes {label}"),
+        |b| {
+            b.iter(|| {
+                UnparsedPublicKey::new(algorithm, &public)
+                    .verify(black_box(&digest), signature)
+                    .is_ok()
+            });
+        },
+    );
+    c.bench_function(
+        &format!("aws-lc bare verify, key parsed once {label}"),
+        |b| {
+            b.iter(|| parsed.verify_sig(black_box(&digest), signature).is_ok());
+        },
+    );
 }
 
 /// mail-auth verifying a one-header, empty-body Ed25519 message with the key handed over in
@@ -308,13 +434,17 @@ fn raw_signature(key: &PKey<Private>, data: &[u8]) -> Vec<u8> {
 }
 
 fn raw_verify(key: &PKey<Private>, data: &[u8], signature: &[u8]) -> bool {
-    let digest = openssl::sha::sha256(data);
+    raw_check(key, &openssl::sha::sha256(data), signature)
+}
+
+/// OpenSSL's signature check over a digest already made.
+fn raw_check(key: &PKey<Private>, digest: &[u8; 32], signature: &[u8]) -> bool {
     if key.id() == openssl::pkey::Id::ED25519 {
         let mut verifier = OpenSslVerifier::new_without_digest(key).unwrap();
-        verifier.verify_oneshot(signature, &digest).unwrap()
+        verifier.verify_oneshot(signature, digest).unwrap()
     } else {
         let mut verifier = OpenSslVerifier::new(MessageDigest::sha256(), key).unwrap();
-        verifier.update(&digest).unwrap();
+        verifier.update(digest).unwrap();
         verifier.verify(signature).unwrap()
     }
 }

@@ -1,10 +1,11 @@
 //! DKIM: mail-auth's verdict per signature, then signet's policy on top of it (RFC 8301,
 //! `l=`, duplicate `From`, `--at`), each result with a reason an administrator can act on.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mail_auth::crypto::{Algorithm, CryptoError};
 use mail_auth::dkim::{Canonicalization, DkimError, DomainKey, Signature};
@@ -28,12 +29,14 @@ pub(crate) async fn verify(
     now: u64,
     explicit_time: bool,
 ) -> Vec<DkimReport> {
-    let mut reports: Vec<DkimReport> = message
-        .errors()
-        .iter()
-        .filter(|header| header.name.eq_ignore_ascii_case(b"DKIM-Signature"))
-        .map(|header| malformed(header.value, &header.header))
-        .collect();
+    let mut reports = Vec::with_capacity(message.dkim_signatures().len());
+    reports.extend(
+        message
+            .errors()
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case(b"DKIM-Signature"))
+            .map(|header| malformed(header.value, &header.header)),
+    );
     let from_headers = message
         .headers()
         .iter()
@@ -54,7 +57,7 @@ pub(crate) async fn verify(
         let Some(signature) = output.signature() else {
             continue; // Malformed headers, reported above from the raw text.
         };
-        let key = keys.info(&key_name(signature));
+        let key = keys.info(signature);
         let (mut result, mut reason) = classify(output.result(), signature);
         if explicit_time && expired_now_but_not_then(output.result(), signature, now) {
             (result, reason) = match as_of::verify(authenticator, message, signature).await {
@@ -88,7 +91,7 @@ pub(crate) async fn verify(
             algorithm: algorithm_name(signature.a).to_string(),
             result,
             reason,
-            key_type: key.kind,
+            key_type: key.kind.map(Cow::into_owned),
             key_bits: key.bits,
             header_canonicalization: canonicalization_name(signature.ch).to_string(),
             body_canonicalization: canonicalization_name(signature.cb).to_string(),
@@ -104,12 +107,23 @@ pub(crate) async fn verify(
 }
 
 /// The first 8 base64 characters of `b=`: those of its first 6 bytes, so only they are encoded
-/// (the whole signature is 256 bytes or more for RSA).
+/// (the whole signature is 256 bytes or more for RSA), here rather than through OpenSSL's
+/// encoder and its buffers, once per signature.
 fn signature_prefix(signature: &[u8]) -> String {
-    openssl::base64::encode_block(&signature[..signature.len().min(6)])
-        .chars()
-        .take(8)
-        .collect()
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut prefix = String::with_capacity(8);
+    for chunk in signature[..signature.len().min(6)].chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let group = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                prefix.push(char::from(ALPHABET[(group >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                prefix.push('=');
+            }
+        }
+    }
+    prefix
 }
 
 /// mail-auth judged `x=` by the system clock; as of `now` the signature was still valid.
@@ -199,7 +213,8 @@ impl Policy {
 }
 
 fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) {
-    let key_name = format!("{}._domainkey.{}", signature.s, signature.d);
+    // Only the reasons about the key name it; a pass (the common case) formats nothing more.
+    let key_name = || format!("{}._domainkey.{}", signature.s, signature.d);
     match result {
         DkimResult::Pass => {
             let note = if signature.l > 0 {
@@ -218,7 +233,7 @@ fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) 
                 AuthResult::Neutral,
                 format!("signature expired (x={})", signature.x),
             ),
-            other => (AuthResult::Neutral, describe(other, &key_name)),
+            other => (AuthResult::Neutral, describe(other, &key_name())),
         },
         DkimResult::Fail(error) => match error {
             Error::Crypto(CryptoError::FailedVerification | CryptoError::Library(_)) => (
@@ -229,10 +244,10 @@ fn classify(result: &DkimResult, signature: &Signature) -> (AuthResult, String) 
                 AuthResult::PermError,
                 "i= is not within d=, or the key's t=s flag forbids a subdomain i=".into(),
             ),
-            other => (AuthResult::Fail, describe(other, &key_name)),
+            other => (AuthResult::Fail, describe(other, &key_name())),
         },
-        DkimResult::PermError(error) => (AuthResult::PermError, describe(error, &key_name)),
-        DkimResult::TempError(error) => (AuthResult::TempError, describe(error, &key_name)),
+        DkimResult::PermError(error) => (AuthResult::PermError, describe(error, &key_name())),
+        DkimResult::TempError(error) => (AuthResult::TempError, describe(error, &key_name())),
         DkimResult::None => (AuthResult::None, "no signature".into()),
     }
 }
@@ -327,29 +342,59 @@ fn malformed(value: &[u8], error: &Error) -> DkimReport {
 
 #[derive(Debug, Clone, Default)]
 struct KeyInfo {
-    kind: Option<String>,
+    /// `k=` as published: "rsa" (also when absent) and "ed25519" need no allocation.
+    kind: Option<Cow<'static, str>>,
     bits: Option<u32>,
 }
 
 /// The name mail-auth looks a signature's key up at (and keys its cache by).
 fn key_name(signature: &Signature) -> String {
-    format!("{}._domainkey.{}.", signature.s, signature.d).to_ascii_lowercase()
+    let mut name = String::with_capacity(signature.s.len() + signature.d.len() + 13);
+    name.push_str(&signature.s);
+    name.push_str("._domainkey.");
+    name.push_str(&signature.d);
+    name.push('.');
+    name.make_ascii_lowercase();
+    name
+}
+
+/// Whether `name` (from [`key_name`]) is the key name of `signature`, without formatting it.
+fn is_key_name(name: &str, signature: &Signature) -> bool {
+    const LABEL: &[u8] = b"._domainkey.";
+    let (name, selector, domain) = (
+        name.as_bytes(),
+        signature.s.as_bytes(),
+        signature.d.as_bytes(),
+    );
+    name.len() == selector.len() + LABEL.len() + domain.len() + 1
+        && name[..selector.len()].eq_ignore_ascii_case(selector)
+        && name[selector.len()..].starts_with(LABEL)
+        && name[selector.len() + LABEL.len()..name.len() - 1].eq_ignore_ascii_case(domain)
+        && name.ends_with(b".")
 }
 
 /// The keys of one verification. signet reads each signature's key record once, measures the
 /// key from exactly those bytes (the RFC 8301 size rule and the report), and hands mail-auth
 /// the key parsed from the same answer through its cache seam. mail-auth keeps its parsed key
 /// private, so without this the record was read twice, and the two reads could in principle
-/// see different records.
+/// see different records. A message has a signature or two: lists, not hash maps.
 #[derive(Default)]
 struct Keys {
     answers: KeyAnswers,
-    info: HashMap<String, KeyInfo>,
+    info: Vec<(String, KeyInfo)>,
 }
 
 impl Keys {
-    fn info(&self, name: &str) -> KeyInfo {
-        self.info.get(name).cloned().unwrap_or_default()
+    fn info(&self, signature: &Signature) -> KeyInfo {
+        self.info
+            .iter()
+            .find(|(name, _)| is_key_name(name, signature))
+            .map(|(_, info)| info.clone())
+            .unwrap_or_default()
+    }
+
+    fn has_info(&self, name: &str) -> bool {
+        self.info.iter().any(|(have, _)| have == name)
     }
 }
 
@@ -357,7 +402,7 @@ impl Keys {
 /// up itself (names signet's read could not answer). Dropped with the verification, so nothing
 /// outlives the answers the resolver gave for this message.
 #[derive(Default)]
-struct KeyAnswers(Mutex<HashMap<Box<str>, TxtRecord>>);
+struct KeyAnswers(Mutex<Vec<(Box<str>, TxtRecord)>>);
 
 impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
     fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
@@ -365,7 +410,10 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        lock(&self.0).get(name).cloned()
+        lock(&self.0)
+            .iter()
+            .find(|(have, _)| have.borrow() == name)
+            .map(|(_, record)| record.clone())
     }
 
     fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
@@ -373,11 +421,17 @@ impl ResolverCache<Box<str>, TxtRecord> for KeyAnswers {
         Box<str>: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        lock(&self.0).remove(name)
+        let mut answers = lock(&self.0);
+        let index = answers.iter().position(|(have, _)| have.borrow() == name)?;
+        Some(answers.swap_remove(index).1)
     }
 
     fn insert(&self, key: Box<str>, value: TxtRecord, _valid_until: std::time::Instant) {
-        lock(&self.0).insert(key, value);
+        let mut answers = lock(&self.0);
+        match answers.iter_mut().find(|(have, _)| *have == key) {
+            Some((_, record)) => *record = value,
+            None => answers.push((key, value)),
+        }
     }
 }
 
@@ -405,11 +459,33 @@ impl DnsCache for Keys {
     }
 }
 
-/// Parsed keys by the exact bytes of the records they came from, shared by a verifier's
-/// verifications. Keyed by value, not by time: a selector that starts publishing a different
-/// record is parsed afresh at once, so a weak key can never be judged by an old key's size.
+/// What a verifier keeps between verifications, shared by all of them: parsed keys by the
+/// exact bytes of the records they came from, and each key name's last answer for as long as
+/// the resolver would itself answer from its cache.
+///
+/// * `parsed` is keyed by value, not by time: a selector that starts publishing a different
+///   record is parsed afresh at once, so a weak key can never be judged by an old key's size.
+/// * `answers` saves asking the resolver again (its cache costs about as much as the rest of
+///   signet's work on a message): a name's answer is reused until the instant the resolver gave
+///   with it (`Lookup::valid_until`, the answer's TTL as its cache counts it) less a second,
+///   so never past the moment the resolver would stop serving that answer and ask again. A
+///   changed record is therefore seen no later than before, when the answer's TTL runs out
+///   (the resolver's cache, when full, may also drop an answer early; this memo only empties
+///   when it reaches `MEMO_LIMIT` names). Only answers are kept; failures and missing names
+///   always go to the resolver. The record, the key mail-auth checks with and the size signet
+///   judges always come from the one answer. Nothing about a message or a verdict is kept.
 #[derive(Default)]
-pub(crate) struct KeyMemo(Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>);
+pub(crate) struct KeyMemo {
+    parsed: Mutex<HashMap<Records, (TxtRecord, KeyInfo)>>,
+    answers: Mutex<HashMap<Box<str>, Answer>>,
+}
+
+/// A key name's last answer, and until when it may be reused.
+struct Answer {
+    until: Instant,
+    record: TxtRecord,
+    info: KeyInfo,
+}
 
 /// The TXT records at a key name, each with its character-strings joined.
 type Records = Vec<Vec<u8>>;
@@ -418,28 +494,65 @@ type Records = Vec<Vec<u8>>;
 /// rather than grow without bound on a stream of distinct (possibly hostile) records.
 const MEMO_LIMIT: usize = 4096;
 
+/// How much earlier than the resolver an answer stops being reused. The resolver's cache
+/// hands out `valid_until` rounded up to the next whole second of remaining TTL (it counts
+/// elapsed time in whole seconds), so a second less is never later than its own expiry.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
 impl KeyMemo {
     fn parsed(&self, records: Records) -> (TxtRecord, KeyInfo) {
-        if let Some(hit) = lock(&self.0).get(&records) {
+        if let Some(hit) = lock(&self.parsed).get(&records) {
             return hit.clone();
         }
         let parsed = (
             TxtRecord::from(DomainKey::parse_records(&records)),
             key_info(&records),
         );
-        let mut memo = lock(&self.0);
+        let mut memo = lock(&self.parsed);
         if memo.len() >= MEMO_LIMIT {
             memo.clear();
         }
         memo.insert(records, parsed.clone());
         parsed
     }
+
+    /// The answer the resolver last gave for `name`, if it is still current at `now`.
+    fn answer(&self, name: &str, now: Instant) -> Option<(TxtRecord, KeyInfo)> {
+        let answers = lock(&self.answers);
+        let answer = answers.get(name).filter(|answer| now < answer.until)?;
+        Some((answer.record.clone(), answer.info.clone()))
+    }
+
+    /// Keeps the resolver's answer for `name`, valid (as the resolver said) until `valid_until`.
+    fn remember(&self, name: &str, valid_until: Instant, record: &TxtRecord, info: &KeyInfo) {
+        let Some(until) = valid_until.checked_sub(ANSWER_MARGIN) else {
+            return;
+        };
+        let mut answers = lock(&self.answers);
+        if answers.len() >= MEMO_LIMIT && !answers.contains_key(name) {
+            answers.clear();
+        }
+        answers.insert(
+            name.into(),
+            Answer {
+                until,
+                record: record.clone(),
+                info: info.clone(),
+            },
+        );
+    }
+
+    /// The resolver gave no answer for `name` this time: nothing old stands in for it.
+    fn forget(&self, name: &str) {
+        lock(&self.answers).remove(name);
+    }
 }
 
 impl std::fmt::Debug for KeyMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyMemo")
-            .field("records", &lock(&self.0).len())
+            .field("records", &lock(&self.parsed).len())
+            .field("answers", &lock(&self.answers).len())
             .finish()
     }
 }
@@ -452,18 +565,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One TXT read per distinct key name. A name that does not exist is left to mail-auth (its
-/// own lookup reports it with the response code); a failed lookup is recorded as mail-auth
-/// would record it, so a timeout is waited for once, not twice.
+/// One TXT read per distinct key name (or the resolver's answer of a previous message while it
+/// is current, see [`KeyMemo`]). A name that does not exist is left to mail-auth (its own
+/// lookup reports it with the response code); a failed lookup is recorded as mail-auth would
+/// record it, so a timeout is waited for once, not twice.
 async fn read_keys(
     authenticator: &MessageAuthenticator,
     memo: &KeyMemo,
     message: &AuthenticatedMessage<'_>,
 ) -> Keys {
-    let mut keys = Keys::default();
+    let signatures = message.dkim_signatures().len();
+    let mut keys = Keys {
+        answers: KeyAnswers(Mutex::new(Vec::with_capacity(signatures))),
+        info: Vec::with_capacity(signatures),
+    };
     for header in message.dkim_signatures() {
         let name = key_name(&header.header);
-        if keys.info.contains_key(&name) {
+        if keys.has_info(&name) {
+            continue;
+        }
+        if let Some((record, info)) = memo.answer(&name, Instant::now()) {
+            keys.info.push((name.clone(), info));
+            lock(&keys.answers.0).push((name.into_boxed_str(), record));
             continue;
         }
         let Ok(query) = Name::from_str_relaxed(name.as_str()) else {
@@ -480,13 +603,20 @@ async fn read_keys(
                     })
                     .collect();
                 let (record, info) = memo.parsed(records);
-                keys.info.insert(name.clone(), info);
+                memo.remember(&name, lookup.valid_until(), &record, &info);
+                keys.info.push((name.clone(), info));
                 record
             }
-            Err(error) if error.is_no_records_found() => continue,
-            Err(error) => TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string()))),
+            Err(error) if error.is_no_records_found() => {
+                memo.forget(&name);
+                continue;
+            }
+            Err(error) => {
+                memo.forget(&name);
+                TxtRecord::Error(Error::Dns(DnsError::Resolver(error.to_string())))
+            }
         };
-        lock(&keys.answers.0).insert(name.into_boxed_str(), record);
+        lock(&keys.answers.0).push((name.into_boxed_str(), record));
     }
     keys
 }
@@ -503,11 +633,13 @@ fn key_info(records: &[Vec<u8>]) -> KeyInfo {
         let Some((_, public_key)) = tags.iter().find(|(k, _)| *k == "p") else {
             continue;
         };
-        let kind = tags
-            .iter()
-            .find(|(k, _)| *k == "k")
-            .map_or_else(|| "rsa".to_string(), |(_, v)| v.to_ascii_lowercase());
-        let bits = match kind.as_str() {
+        let kind: Cow<'static, str> = match tags.iter().find(|(k, _)| *k == "k") {
+            None => "rsa".into(),
+            Some((_, v)) if v.eq_ignore_ascii_case("rsa") => "rsa".into(),
+            Some((_, v)) if v.eq_ignore_ascii_case("ed25519") => "ed25519".into(),
+            Some((_, v)) => v.to_ascii_lowercase().into(),
+        };
+        let bits = match kind.as_ref() {
             "ed25519" => Some(256),
             "rsa" => rsa_bits(public_key),
             _ => None,
@@ -705,7 +837,7 @@ mod tests {
         // The selector now publishes another record: it is measured at once.
         assert_eq!(memo.parsed(strong.clone()).1.bits, Some(2048));
         assert_eq!(memo.parsed(weak).1.bits, Some(512));
-        assert_eq!(lock(&memo.0).len(), 2);
+        assert_eq!(lock(&memo.parsed).len(), 2);
         // A hit hands out the same parsed key, not a new parse.
         let (TxtRecord::DomainKey(first), _) = memo.parsed(strong.clone()) else {
             panic!("expected a key");
@@ -722,7 +854,98 @@ mod tests {
         for i in 0..=MEMO_LIMIT {
             memo.parsed(vec![format!("v=DKIM1; p=not-base64-{i}").into_bytes()]);
         }
-        assert!(lock(&memo.0).len() <= MEMO_LIMIT);
+        assert!(lock(&memo.parsed).len() <= MEMO_LIMIT);
+    }
+
+    #[test]
+    fn an_answer_is_reused_only_while_the_resolver_would_serve_it() {
+        let memo = KeyMemo::default();
+        let name = "rsa._domainkey.example.com.";
+        let start = Instant::now();
+        let valid_until = start + Duration::from_mins(5);
+        assert!(
+            memo.answer(name, start).is_none(),
+            "nothing before a lookup"
+        );
+        let (record, info) = memo.parsed(vec![rsa_record(1024)]);
+        memo.remember(name, valid_until, &record, &info);
+        let (TxtRecord::DomainKey(_), KeyInfo { bits, .. }) = memo.answer(name, start).unwrap()
+        else {
+            panic!("expected the key");
+        };
+        assert_eq!(bits, Some(1024));
+        assert!(
+            memo.answer("other._domainkey.example.com.", start)
+                .is_none()
+        );
+        // A second before the resolver's own expiry (its valid_until may be up to a second
+        // late), the answer is no longer used: the next message asks the resolver.
+        assert_eq!(ANSWER_MARGIN, Duration::from_secs(1));
+        let last = start + Duration::from_secs(299); // valid_until less ANSWER_MARGIN
+        assert!(
+            memo.answer(name, start + Duration::from_millis(298_999))
+                .is_some()
+        );
+        assert!(memo.answer(name, last).is_none());
+        assert!(memo.answer(name, valid_until).is_none());
+        // A new answer (say a weaker key, published once the old TTL ran out) replaces it.
+        let (weak, weak_info) = memo.parsed(vec![rsa_record(512)]);
+        memo.remember(
+            name,
+            valid_until + Duration::from_mins(5),
+            &weak,
+            &weak_info,
+        );
+        assert_eq!(memo.answer(name, valid_until).unwrap().1.bits, Some(512));
+        // A failed or empty lookup leaves nothing behind.
+        memo.forget(name);
+        assert!(memo.answer(name, valid_until).is_none());
+    }
+
+    #[test]
+    fn an_answer_with_no_ttl_left_is_not_kept() {
+        let memo = KeyMemo::default();
+        let (record, info) = memo.parsed(vec![rsa_record(1024)]);
+        let now = Instant::now();
+        memo.remember("a._domainkey.example.com.", now, &record, &info);
+        assert!(memo.answer("a._domainkey.example.com.", now).is_none());
+    }
+
+    #[test]
+    fn remembered_answers_never_grow_past_the_limit() {
+        let memo = KeyMemo::default();
+        let (record, info) = memo.parsed(vec![b"v=DKIM1; p=".to_vec()]);
+        let until = Instant::now() + Duration::from_mins(5);
+        for i in 0..=MEMO_LIMIT {
+            memo.remember(
+                &format!("s{i}._domainkey.example.com."),
+                until,
+                &record,
+                &info,
+            );
+        }
+        assert!(lock(&memo.answers).len() <= MEMO_LIMIT);
+    }
+
+    #[test]
+    fn key_names_match_their_signatures_in_any_case() {
+        let signature = Signature {
+            s: "Sel".into(),
+            d: "Example.COM".into(),
+            ..Signature::default()
+        };
+        let name = key_name(&signature);
+        assert_eq!(name, "sel._domainkey.example.com.");
+        assert!(is_key_name(&name, &signature));
+        for other in [
+            "sel._domainkey.example.co.",
+            "sel._domainkey.example.com",
+            "se._domainkey.example.com.",
+            "sel.domainkey.example.comm.",
+            "",
+        ] {
+            assert!(!is_key_name(other, &signature), "{other}");
+        }
     }
 
     #[test]

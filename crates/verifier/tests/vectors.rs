@@ -58,6 +58,20 @@ async fn rfc8463_appendix_a_both_signatures_pass() {
 }
 
 #[tokio::test]
+async fn a_verifier_reports_the_same_the_second_time() {
+    // The second verification takes the keys from the verifier's memo of the resolver's
+    // answers (dkim::KeyMemo): the reports must not tell the two apart.
+    let (records, message) = rfc8463();
+    let verifier = offline(records).await;
+    let first = verifier.verify(&message, &Envelope::default(), None).await;
+    let second = verifier.verify(&message, &Envelope::default(), None).await;
+    assert_eq!(first.dkim, second.dkim);
+    assert_eq!(results(&second), [AuthResult::Pass, AuthResult::Pass]);
+    assert_eq!(second.dkim[1].key_type.as_deref(), Some("rsa"));
+    assert_eq!(second.dkim[0].key_type.as_deref(), Some("ed25519"));
+}
+
+#[tokio::test]
 async fn stalwart_dkim_messages_verify() {
     // Each file: TXT records, a blank line, the message. All six are valid signatures.
     for index in 1..=6 {
