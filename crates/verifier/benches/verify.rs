@@ -17,52 +17,25 @@
 //! The signed messages and their records are also written to `target/verifier-bench/` so
 //! `benches/peers.sh` can time dkimpy and OpenDKIM on exactly the same input.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput};
-use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::dkim::{Canonicalization, DkimSigner, DomainKey};
 use mail_auth::dns::TxtRecordParser;
 use mail_auth::headers::HeaderWriter;
-use mail_auth::{DnsCache, NoCache, Parameters, ResolverCache, TxtRecord};
+use mail_auth::{Parameters, TxtRecord};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Verifier as OpenSslVerifier;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use signet_verifier::{RecordTable, Resolution, Verifier, VerifierConfig};
 
-fn message(size: usize) -> Vec<u8> {
-    let mut text = String::from(
-        "From: Joe SixPack <joe@example.com>\r\nTo: Suzie Q <suzie@example.net>\r\n\
-         Subject: Benchmark\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
-         Message-ID: <bench@example.com>\r\n\r\n",
-    );
-    let line = "The quick brown fox jumps over the lazy dog, again and again.  \r\n";
-    while text.len() < size {
-        text.push_str(line);
-    }
-    text.into_bytes()
-}
-
-fn sign(key: impl SigningKey<Hasher = Sha256>, selector: &str, raw: &[u8]) -> Vec<u8> {
-    let signature = DkimSigner::from_key(key)
-        .domain("example.com")
-        .selector(selector)
-        .headers(["From", "To", "Subject", "Date", "Message-ID"])
-        .header_canonicalization(Canonicalization::Relaxed)
-        .body_canonicalization(Canonicalization::Relaxed)
-        .sign(raw)
-        .expect("signing works");
-    let mut signed = signature.to_header().into_bytes();
-    signed.extend_from_slice(raw);
-    signed
-}
+mod common;
+use common::{MemoryKeys, message, sign, thread_cpu_nanos};
 
 fn pkcs8(key: &PKey<Private>) -> Vec<u8> {
     key.private_key_to_pkcs8().unwrap()
@@ -372,55 +345,6 @@ fn minimal_ed25519<M: Measurement + 'static>(
     );
 }
 
-#[derive(Default)]
-struct MemoryKeys(Mutex<HashMap<Box<str>, TxtRecord>>);
-
-impl ResolverCache<Box<str>, TxtRecord> for MemoryKeys {
-    fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().get(name).cloned()
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().remove(name)
-    }
-
-    fn insert(&self, key: Box<str>, value: TxtRecord, _: std::time::Instant) {
-        self.0.lock().unwrap().insert(key, value);
-    }
-}
-
-impl DnsCache for MemoryKeys {
-    type Txt = MemoryKeys;
-    type Mx = NoCache;
-    type Ipv4 = NoCache;
-    type Ipv6 = NoCache;
-    type Ptr = NoCache;
-
-    fn txt(&self) -> Option<&MemoryKeys> {
-        Some(self)
-    }
-    fn mx(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ipv4(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ipv6(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ptr(&self) -> Option<&NoCache> {
-        None
-    }
-}
-
 fn raw_signature(key: &PKey<Private>, data: &[u8]) -> Vec<u8> {
     let digest = openssl::sha::sha256(data);
     if key.id() == openssl::pkey::Id::ED25519 {
@@ -471,15 +395,6 @@ fn main() {
 /// CPU time of the calling thread, in nanoseconds. The benchmarks run on one thread (a
 /// current-thread runtime), so this is all the work they do, without the time they wait.
 struct ThreadCpuTime;
-
-fn thread_cpu_nanos() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("/proc/thread-self/schedstat is readable (Linux)");
-    stat.split_whitespace()
-        .next()
-        .and_then(|field| field.parse().ok())
-        .expect("schedstat starts with the thread's run time in nanoseconds")
-}
 
 impl Measurement for ThreadCpuTime {
     type Intermediate = u64;

@@ -28,47 +28,20 @@
 //! (valgrind hides SHA-NI and AVX-512 from CPUID), so use the counts for the work around the
 //! crypto and time the crypto itself.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
-use mail_auth::dkim::{Canonicalization, DkimSigner, DomainKey};
+use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::dkim::DomainKey;
 use mail_auth::dns::TxtRecordParser;
-use mail_auth::headers::HeaderWriter;
-use mail_auth::{DnsCache, NoCache, Parameters, ResolverCache, TxtRecord};
+use mail_auth::{Parameters, TxtRecord};
 use openssl::pkey::{PKey, Private};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use signet_verifier::{RecordTable, Resolution, Verifier, VerifierConfig};
 
-fn message(size: usize) -> Vec<u8> {
-    let mut text = String::from(
-        "From: Joe SixPack <joe@example.com>\r\nTo: Suzie Q <suzie@example.net>\r\n\
-         Subject: Benchmark\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
-         Message-ID: <bench@example.com>\r\n\r\n",
-    );
-    let line = "The quick brown fox jumps over the lazy dog, again and again.  \r\n";
-    while text.len() < size {
-        text.push_str(line);
-    }
-    text.into_bytes()
-}
-
-fn sign(key: impl SigningKey<Hasher = Sha256>, selector: &str, raw: &[u8]) -> Vec<u8> {
-    let signature = DkimSigner::from_key(key)
-        .domain("example.com")
-        .selector(selector)
-        .headers(["From", "To", "Subject", "Date", "Message-ID"])
-        .header_canonicalization(Canonicalization::Relaxed)
-        .body_canonicalization(Canonicalization::Relaxed)
-        .sign(raw)
-        .expect("signing works");
-    let mut signed = signature.to_header().into_bytes();
-    signed.extend_from_slice(raw);
-    signed
-}
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{MemoryKeys, message, sign, thread_cpu_nanos};
 
 /// Everything the measured loop needs, made beforehand.
 struct Setup {
@@ -329,63 +302,4 @@ fn main() {
     #[allow(clippy::cast_precision_loss)] // nanosecond counts of a short run fit in f64
     let each = spent as f64 / iterations as f64 / 1e3;
     println!("{what} {algorithm} {size}: {iterations} iterations, {each:.2} µs cpu each");
-}
-
-/// CPU time of the calling thread (the loop runs on one thread: a current-thread runtime).
-fn thread_cpu_nanos() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .expect("/proc/thread-self/schedstat is readable (Linux)");
-    stat.split_whitespace()
-        .next()
-        .and_then(|field| field.parse().ok())
-        .expect("schedstat starts with the thread's run time in nanoseconds")
-}
-
-#[derive(Default)]
-struct MemoryKeys(Mutex<HashMap<Box<str>, TxtRecord>>);
-
-impl ResolverCache<Box<str>, TxtRecord> for MemoryKeys {
-    fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().get(name).cloned()
-    }
-
-    fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
-    where
-        Box<str>: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.0.lock().unwrap().remove(name)
-    }
-
-    fn insert(&self, key: Box<str>, value: TxtRecord, _: std::time::Instant) {
-        self.0.lock().unwrap().insert(key, value);
-    }
-}
-
-impl DnsCache for MemoryKeys {
-    type Txt = MemoryKeys;
-    type Mx = NoCache;
-    type Ipv4 = NoCache;
-    type Ipv6 = NoCache;
-    type Ptr = NoCache;
-
-    fn txt(&self) -> Option<&MemoryKeys> {
-        Some(self)
-    }
-    fn mx(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ipv4(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ipv6(&self) -> Option<&NoCache> {
-        None
-    }
-    fn ptr(&self) -> Option<&NoCache> {
-        None
-    }
 }
