@@ -1045,4 +1045,21 @@ fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
                 .contains("nowhere.example.org does not exist (NXDOMAIN)")
         },
     );
+
+    // The MX answer is kept for its TTL (60 s here): with the DNS server gone, the next
+    // message to the same domain still goes out at once instead of waiting for DNS.
+    drop(dns);
+    let said = swaks(
+        gateway.relay_port,
+        "joe@contoso.com",
+        "ann@example.org",
+        &message,
+    );
+    assert!(said.contains("250 2.0.0"), "{said}");
+    wait_for(
+        Duration::from_secs(10),
+        "a second message at the MX",
+        || dumped(gateway.sink_dir.path()).len() == 2,
+    );
+    assert!(!gateway.server.log_text().contains("deferred:"));
 }
