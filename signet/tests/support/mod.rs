@@ -125,7 +125,7 @@ pub fn free_port() -> u16 {
 pub struct Knot {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Knot {
@@ -195,11 +195,7 @@ impl Knot {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("knotd starts");
-        let knot = Knot {
-            port,
-            child,
-            _dir: dir,
-        };
+        let knot = Knot { port, child, dir };
         knot.wait_until_serving(first);
         knot
     }
@@ -225,7 +221,11 @@ impl Knot {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("knotd did not start serving {zone} on port {}", self.port);
+        let log = std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default();
+        panic!(
+            "knotd did not start serving {zone} on port {}; its log:\n{log}",
+            self.port
+        );
     }
 
     pub fn address(&self) -> String {
