@@ -707,19 +707,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Dot-stuffed message, CRLF line ends enforced, then `.`.
     async fn send_data(&mut self, message: &[u8]) -> Result<(), Failure> {
-        let mut out = Vec::with_capacity(message.len() + 64);
-        for line in message.split_inclusive(|b| *b == b'\n') {
-            let line = line
-                .strip_suffix(b"\n")
-                .map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
-            if line.first() == Some(&b'.') {
-                out.push(b'.');
-            }
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        self.write(&out).await
+        self.write(&data_section(message)).await
     }
 
     async fn reply(&mut self) -> Result<Reply, Failure> {
@@ -746,6 +734,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     text: text.join(" "),
                 });
             }
+        }
+    }
+}
+
+/// The DATA section for `message`: its lines with CRLF endings, a line starting with a dot
+/// stuffed with another (RFC 5321 section 4.5.2), then the end of data.
+fn data_section(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    if needs_no_stuffing(message) {
+        out.extend_from_slice(message); // the common case: as spooled, in one copy
+    } else {
+        let mut start = 0;
+        while start < message.len() {
+            let end =
+                memchr::memchr(b'\n', &message[start..]).map_or(message.len(), |at| start + at + 1);
+            let line = &message[start..end];
+            let line = line
+                .strip_suffix(b"\n")
+                .map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+            if line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+            start = end;
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Whether a message can go out as it is: every line ends in CRLF (the last one too) and none
+/// starts with a dot, so there is nothing to stuff or mend.
+fn needs_no_stuffing(message: &[u8]) -> bool {
+    if message.is_empty() || !message.ends_with(b"\r\n") || message[0] == b'.' {
+        return message.is_empty();
+    }
+    memchr::memchr_iter(b'\n', message)
+        .all(|at| at > 0 && message[at - 1] == b'\r' && message.get(at + 1) != Some(&b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Line by line, as the first version did it.
+    fn by_lines(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in message.split_inclusive(|b| *b == b'\n') {
+            let line = line
+                .strip_suffix(b"\n")
+                .map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+            if line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    #[test]
+    fn data_sections() {
+        assert_eq!(data_section(b""), b".\r\n");
+        assert_eq!(data_section(b"a\r\nb\r\n"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(data_section(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(data_section(b".\r\n"), b"..\r\n.\r\n");
+        assert_eq!(data_section(b"a\nb"), b"a\r\nb\r\n.\r\n");
+    }
+
+    proptest! {
+        #[test]
+        fn data_sections_match_line_by_line(message in proptest::collection::vec(
+            prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), Just(b'a')], 0..64)) {
+            prop_assert_eq!(data_section(&message), by_lines(&message));
         }
     }
 }

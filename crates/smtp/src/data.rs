@@ -71,13 +71,19 @@ impl DataReader {
     pub fn feed(&mut self, input: &[u8]) -> usize {
         let mut position = 0;
         while position < input.len() && !self.finished {
-            if self.state == State::Text {
-                position += self.text_run(&input[position..]);
+            let rest = &input[position..];
+            let text = match self.state {
+                State::Text => true,
+                // An ordinary first octet starts the line's text; a dot, CR or LF is a step.
+                State::LineStart => !matches!(rest[0], b'.' | b'\r' | b'\n'),
+                State::Dot | State::DotCr | State::Cr => false,
+            };
+            if text {
+                position += self.text_run(rest);
                 continue;
             }
-            let byte = input[position];
             position += 1;
-            self.step(byte);
+            self.step(rest[0]);
         }
         position
     }
@@ -96,18 +102,24 @@ impl DataReader {
         }
     }
 
-    /// Copies ordinary text up to the next CR or LF in one go: the common case, kept fast.
+    /// Copies ordinary text up to the next CR or LF in one go, and the CRLF that ends the line
+    /// when it is there: the common case, kept fast. The same steps as octet by octet.
     fn text_run(&mut self, input: &[u8]) -> usize {
-        let run = input
-            .iter()
-            .position(|&byte| byte == b'\r' || byte == b'\n')
-            .unwrap_or(input.len());
+        let run = memchr::memchr2(b'\r', b'\n', input).unwrap_or(input.len());
         self.push_text(&input[..run]);
-        if run < input.len() {
-            self.step(input[run]);
-            run + 1
-        } else {
-            run
+        self.state = State::Text;
+        match (input.get(run), input.get(run + 1)) {
+            (Some(b'\r'), Some(b'\n')) => {
+                self.push_output(b"\r\n");
+                self.line_length = 0;
+                self.state = State::LineStart;
+                run + 2
+            }
+            (Some(&byte), _) => {
+                self.step(byte);
+                run + 1
+            }
+            (None, _) => run,
         }
     }
 
