@@ -32,10 +32,10 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Verifier as OpenSslVerifier;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use signet_verifier::{RecordTable, Resolution, Verifier, VerifierConfig};
+use signet_verifier::RecordTable;
 
 mod common;
-use common::{MemoryKeys, message, sign, thread_cpu_nanos};
+use common::{MemoryKeys, message, offline_verifier, sign, thread_cpu_nanos};
 
 fn pkcs8(key: &PKey<Private>) -> Vec<u8> {
     key.private_key_to_pkcs8().unwrap()
@@ -67,12 +67,7 @@ fn benchmarks<M: Measurement + 'static>(c: &mut Criterion<M>) {
         let (name, value) = line.split_once(' ').unwrap();
         table.insert_txt(name, value);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = VerifierConfig::new("bench.test", Resolution::Answers(Arc::new(table)));
-    let verifier = runtime.block_on(Verifier::new(config)).unwrap();
+    let (runtime, verifier) = offline_verifier(table);
 
     minimal_ed25519(c, &runtime, &ed, &ed_public);
 

@@ -29,7 +29,6 @@
 //! crypto and time the crypto itself.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use mail_auth::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::dkim::DomainKey;
@@ -37,11 +36,11 @@ use mail_auth::dns::TxtRecordParser;
 use mail_auth::{Parameters, TxtRecord};
 use openssl::pkey::{PKey, Private};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use signet_verifier::{RecordTable, Resolution, Verifier, VerifierConfig};
+use signet_verifier::{RecordTable, Verifier};
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-use common::{MemoryKeys, message, sign, thread_cpu_nanos};
+use common::{MemoryKeys, message, offline_verifier, sign, thread_cpu_nanos};
 
 /// Everything the measured loop needs, made beforehand.
 struct Setup {
@@ -101,12 +100,7 @@ fn setup(algorithm: &str, size: usize) -> Setup {
     let name = format!("{selector}._domainkey.example.com");
     let mut table = RecordTable::default();
     table.insert_txt(&name, &record);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = VerifierConfig::new("bench.test", Resolution::Answers(Arc::new(table)));
-    let verifier = runtime.block_on(Verifier::new(config)).unwrap();
+    let (runtime, verifier) = offline_verifier(table);
     let reports = runtime.block_on(verifier.verify_dkim(&signed, None));
     assert_eq!(
         reports[0].result,

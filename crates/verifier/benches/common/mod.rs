@@ -41,6 +41,23 @@ pub fn sign(key: impl SigningKey<Hasher = Sha256>, selector: &str, raw: &[u8]) -
     signed
 }
 
+/// A verifier answering DNS from `table` only, on a current-thread runtime (one thread, so the
+/// thread's CPU time is all the work).
+pub fn offline_verifier(
+    table: signet_verifier::RecordTable,
+) -> (tokio::runtime::Runtime, signet_verifier::Verifier) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = signet_verifier::Resolution::Answers(std::sync::Arc::new(table));
+    let config = signet_verifier::VerifierConfig::new("bench.test", answers);
+    let verifier = runtime
+        .block_on(signet_verifier::Verifier::new(config))
+        .unwrap();
+    (runtime, verifier)
+}
+
 /// CPU time of the calling thread, in nanoseconds.
 pub fn thread_cpu_nanos() -> u64 {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
