@@ -154,7 +154,7 @@ wait_for 10 "Unbound to answer" answers "$unbound_port" SOA contoso.com
 
 step "The smart host: Postfix's smtp-sink on 127.0.0.1:$sink_port, one file per message"
 mkdir -p "$work/delivered"
-smtp-sink -u "$(id -un)" -d "$work/delivered/%M." "127.0.0.1:$sink_port" 10 2>"$work/smtp-sink.log" &
+smtp-sink -u "$(id -un)" -d "$work/delivered/%M." "127.0.0.1:$sink_port" 10 >"$work/smtp-sink.log" 2>&1 &
 pids+=($!)
 wait_for 10 "smtp-sink to listen" python3 -c "import socket; socket.create_connection(('127.0.0.1', $sink_port))"
 
@@ -192,8 +192,10 @@ echo 'a long passphrase' | signet connector add contoso app --login app@contoso.
 step "Run it: key zone DNS on $dns_port, relay on $relay_port, submission on $submission_port"
 printf '$ signet serve --dns-listen 127.0.0.1:%s --relay-listen 127.0.0.1:%s --submission-listen 127.0.0.1:%s &\n' \
   "$dns_port" "$relay_port" "$submission_port"
-signet serve --dns-listen "127.0.0.1:$dns_port" --relay-listen "127.0.0.1:$relay_port" \
-  --submission-listen "127.0.0.1:$submission_port" 2>"$work/signet.log" &
+# The binary itself in the background (not the `signet` function: that would run in a subshell
+# whose pid is not the server's).
+"$SIGNET" --data-dir "$data" serve --dns-listen "127.0.0.1:$dns_port" --relay-listen "127.0.0.1:$relay_port" \
+  --submission-listen "127.0.0.1:$submission_port" >"$work/signet.log" 2>&1 &
 pids+=($!)
 wait_for 20 "signet's DNS server" answers "$dns_port" SOA "$zone"
 wait_for 20 "signet's listeners" grep -q 'ready:' "$work/signet.log"
