@@ -1,7 +1,7 @@
 //! The signing gateway: connectors decide who may relay (by client network, on the relay
 //! listener) or submit (by login, on the submission listener) for which tenant; accepted mail
-//! is signed (SPEC section 4) and spooled before `250`, and a worker delivers it to the smart
-//! host, or without one to the recipients' MX hosts.
+//! is signed (`docs/reference.md`, "Which mail is signed") and spooled before `250`, and a
+//! worker delivers it to the smart host, or without one to the recipients' MX hosts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -270,7 +270,7 @@ impl Policy for SubmissionPolicy {
 }
 
 /// The rule both listeners share at RCPT: no tenant, no relaying; and the sender's domain must
-/// be one the tenant has accepted (SPEC section 4, case 3).
+/// be one the tenant has accepted (`docs/reference.md`, "Which mail is signed", case 3).
 async fn admit_recipient(
     service: &Signet,
     client: &Client,

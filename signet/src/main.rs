@@ -97,7 +97,7 @@ enum Command {
     /// The key zone.
     #[command(subcommand)]
     Zone(ZoneCommand),
-    /// Sign a message as the gateway would (SPEC section 4) and print it with its DKIM-Signature.
+    /// Sign a message as the gateway would and print it with its DKIM-Signature.
     Sign {
         /// The message file; `-` reads standard input.
         #[arg(default_value = "-")]
@@ -109,7 +109,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-#[allow(clippy::struct_field_names)] // the flags are named by SPEC section 9: --dns-listen, …
+#[allow(clippy::struct_field_names)] // named after the config keys (docs/reference.md): --dns-listen, …
 struct ServeArgs {
     /// Where the key zone's DNS server listens (UDP and TCP); overrides [dns] listen.
     #[arg(long, value_name = "ADDR:PORT")]

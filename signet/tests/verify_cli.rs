@@ -6,11 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The public test vectors in the repository's `tests/vectors/` (provenance in `SOURCES.md`).
 fn vectors() -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors"));
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors"));
     assert!(
         path.join("SOURCES.md").exists(),
-        "the shared test vectors are missing: expected them at {}",
+        "the test vectors are missing: expected them at {}",
         path.display()
     );
     path

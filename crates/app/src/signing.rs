@@ -1,5 +1,5 @@
-//! Signing a message as the gateway does: find the author's tenant, decide (SPEC section 4),
-//! open the key, sign.
+//! Signing a message as the gateway does: find the author's tenant, decide (`docs/reference.md`,
+//! "Which mail is signed"), open the key, sign.
 
 use std::collections::HashMap;
 

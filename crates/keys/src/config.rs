@@ -179,7 +179,7 @@ pub struct RotationRecord {
     pub after: Slot,
 }
 
-/// How mail from a domain is signed right now (SPEC section 4).
+/// How mail from a domain is signed right now (`docs/reference.md`, "Which mail is signed").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SigningMode {
     /// `d=<domain>; s=selectorN`: enabled and the CNAMEs are in place.

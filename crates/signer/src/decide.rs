@@ -1,4 +1,5 @@
-//! Which mail is signed, and as whom (SPEC section 4). Pure: configs in, a decision out.
+//! Which mail is signed, and as whom (`docs/reference.md`, "Which mail is signed"). Pure:
+//! configs in, a decision out.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,7 @@ pub struct TenantView {
     pub domains: HashMap<DomainName, Option<SigningConfig>>,
 }
 
-/// Installation-wide choices (SPEC section 4, "Configurable").
+/// Installation-wide choices (`docs/reference.md`, "Which mail is signed", cases 3 and 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SigningPolicy {
     /// Refuse mail whose `From` domain the tenant has not accepted (case 3). Default on.

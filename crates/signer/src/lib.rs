@@ -1,5 +1,5 @@
-//! Signing outbound mail: [`decide`] picks `d=` and `s=` for a message (SPEC section 4), and
-//! [`sign`] produces its `DKIM-Signature` header.
+//! Signing outbound mail: [`decide`] picks `d=` and `s=` for a message (`docs/reference.md`,
+//! "Which mail is signed"), and [`sign`] produces its `DKIM-Signature` header.
 //!
 //! Canonicalization and the signature header come from `mail-auth`; the private-key operation
 //! is signet's own ([`signet_keys::PrivateKey::sign`]: OpenSSL for RSA, aws-lc for Ed25519),
@@ -137,7 +137,8 @@ fn header_names(message: &[u8]) -> Result<Vec<String>, SignError> {
     Ok(names) // a message may end after its headers (RFC 5322: the body is optional)
 }
 
-/// The domain of the message's author (the `From:` address): what SPEC section 4 decides on.
+/// The domain of the message's author (the `From:` address): what the signing decision is
+/// about (`docs/reference.md`, "Which mail is signed").
 pub fn author_domain(message: &[u8]) -> Result<DomainName, SignError> {
     let headers = mail_parser::MessageParser::new()
         .parse_headers(message)

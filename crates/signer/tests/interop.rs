@@ -145,7 +145,7 @@ fn signatures_pass_in_dkimpy_opendkim_and_mail_dkim() {
             dkimpy(&records, signed.as_bytes()),
             "dkimpy: {what}\n{signed}"
         );
-        // OpenDKIM 2.11's Ed25519 with simple header canonicalization is broken (PEERS.md).
+        // OpenDKIM 2.11's Ed25519 with simple header canonicalization is broken (`tests/peers/README.md`).
         let opendkim_reliable =
             !(case.spec == KeySpec::Ed25519 && case.header == Canonicalization::Simple);
         if opendkim_reliable {

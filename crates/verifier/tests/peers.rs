@@ -1,7 +1,7 @@
 //! Cross-checks with independent implementations, run for real: messages signed by dkimpy,
 //! OpenDKIM and Mail::DKIM verify in signet, and signet agrees with dkimpy, OpenDKIM and
 //! Mail::DKIM on them and on tampered copies (header changed, body changed, second From).
-//! The peers' command lines are in `../shared/PEERS.md`; the wrappers in `tests/peers/`.
+//! The wrappers and the peers' known faults are in `tests/peers/` (its `README.md`).
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! The open vectors in `../shared/vectors`, checked as their provenance (SOURCES.md) says.
+//! The public vectors in `tests/vectors/`, checked as their provenance (`SOURCES.md`) says.
 
 mod support;
 

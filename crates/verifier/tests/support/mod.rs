@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use signet_verifier::{RecordTable, Resolution, Verifier, VerifierConfig};
 
-/// The shared, public test vectors (`../shared/vectors` from the repository root).
+/// The public test vectors, in the repository's `tests/vectors/` (provenance and licences in its
+/// `SOURCES.md`).
 pub fn vectors() -> PathBuf {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/vectors"
-    ));
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors"));
     assert!(
         path.join("SOURCES.md").exists(),
-        "the shared test vectors are missing: expected them at {} (clone them beside the repository)",
+        "the test vectors are missing: expected them at {}",
         path.display()
     );
     path
