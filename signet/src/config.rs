@@ -221,6 +221,7 @@ impl Config {
         };
         let _ = raw.http.listen;
         let smtp = smtp_settings(raw.smtp, data_dir)?;
+        let limits = dns_limits(&raw.dns)?;
         Ok(Config {
             data_dir: data_dir.to_path_buf(),
             master_key_file: data_dir.join(
@@ -244,7 +245,7 @@ impl Config {
                 ttl: raw.dns.ttl.unwrap_or(3600),
                 nameservers: raw.dns.nameservers,
                 secondaries: addresses(&raw.dns.secondaries, 53, "[dns] secondaries")?,
-                limits: dns_limits(&raw.dns)?,
+                limits,
             },
             key_zone: KeyZone::new(zone),
             rotation,
