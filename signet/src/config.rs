@@ -389,7 +389,11 @@ fn dns_limits(raw: &RawDns) -> Result<signet_dns_server::Limits> {
     };
     Ok(signet_dns_server::Limits {
         tcp_timeout,
-        tcp_connections: count(raw.tcp_connections, defaults.tcp_connections, "tcp_connections")?,
+        tcp_connections: count(
+            raw.tcp_connections,
+            defaults.tcp_connections,
+            "tcp_connections",
+        )?,
         tcp_connections_per_address: count(
             raw.tcp_connections_per_address,
             defaults.tcp_connections_per_address,
@@ -587,7 +591,10 @@ mod tests {
         for (dns, why) in [
             ("tcp_timeout = \"0s\"", "[dns] tcp_timeout is 0s"),
             ("tcp_timeout = \"soon\"", "[dns] tcp_timeout"),
-            ("tcp_connections_per_address = 0", "[dns] tcp_connections_per_address is 0"),
+            (
+                "tcp_connections_per_address = 0",
+                "[dns] tcp_connections_per_address is 0",
+            ),
         ] {
             let text = format!("key_zone = \"a.example\"\n[dns]\n{dns}");
             let err = format!("{:#}", Config::parse(Path::new("/d"), &text).unwrap_err());

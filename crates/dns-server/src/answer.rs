@@ -459,10 +459,17 @@ mod tests {
         );
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
         let r = reply(
-            &ask("_domainkey.contoso.dkim.example.net.", RecordType::ANY, false),
+            &ask(
+                "_domainkey.contoso.dkim.example.net.",
+                RecordType::ANY,
+                false,
+            ),
             Transport::Udp,
         );
-        assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0));
+        assert_eq!(
+            (r.metadata.response_code, r.answers.len()),
+            (ResponseCode::NoError, 0)
+        );
     }
 
     #[test]

@@ -298,7 +298,12 @@ fn note_limited(log: &std::sync::Mutex<LogThrottle>, peer: SocketAddr) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, zone: ZoneHandle, secondaries: Vec<IpAddr>, limits: Limits) {
+async fn serve_tcp(
+    listener: TcpListener,
+    zone: ZoneHandle,
+    secondaries: Vec<IpAddr>,
+    limits: Limits,
+) {
     let table = ConnectionTable::new(limits.tcp_connections, limits.tcp_connections_per_address);
     let mut refused = LogThrottle::new(LOG_INTERVAL);
     let mut failed = LogThrottle::new(LOG_INTERVAL);
@@ -337,7 +342,8 @@ async fn serve_tcp(listener: TcpListener, zone: ZoneHandle, secondaries: Vec<IpA
         let may_transfer = secondaries.contains(&peer.ip());
         let zone = zone.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &zone, may_transfer, limits.tcp_timeout).await {
+            if let Err(e) = serve_connection(stream, &zone, may_transfer, limits.tcp_timeout).await
+            {
                 debug!("dns: tcp connection from {peer} ended: {e}");
             }
             drop(admission);

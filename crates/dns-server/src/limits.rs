@@ -142,7 +142,9 @@ mod tests {
         assert_eq!(table.admit(a).unwrap_err(), Refusal::AddressFull);
         // The same address written as IPv4-mapped IPv6 is the same client.
         assert_eq!(
-            table.admit("::ffff:192.0.2.1".parse().unwrap()).unwrap_err(),
+            table
+                .admit("::ffff:192.0.2.1".parse().unwrap())
+                .unwrap_err(),
             Refusal::AddressFull
         );
         drop(first);

@@ -105,7 +105,7 @@ impl ResponseRateLimiter {
             return Verdict::Answer;
         }
         slot.limited = slot.limited.wrapping_add(1);
-        if slot.limited % SLIP == 0 {
+        if slot.limited.is_multiple_of(SLIP) {
             Verdict::Slip
         } else {
             Verdict::Drop
@@ -144,7 +144,7 @@ pub fn truncate(response: &mut Vec<u8>) {
         None
     };
     response[2] |= 0x02; // TC
-    let qdcount: u16 = if end.is_some() { 1 } else { 0 };
+    let qdcount = u16::from(end.is_some());
     response[4..6].copy_from_slice(&qdcount.to_be_bytes());
     response[6..12].fill(0);
     response.truncate(end.unwrap_or(HEADER));
@@ -256,7 +256,10 @@ mod tests {
         );
         // IPv6: a /56 shares, the next /56 does not.
         for _ in 0..5 {
-            assert_eq!(limiter.check(ip("2001:db8:0:100::1"), start), Verdict::Answer);
+            assert_eq!(
+                limiter.check(ip("2001:db8:0:100::1"), start),
+                Verdict::Answer
+            );
         }
         assert_ne!(
             limiter.check(ip("2001:db8:0:1ff::53"), start),
