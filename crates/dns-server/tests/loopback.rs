@@ -603,19 +603,71 @@ fn connect_from(source: [u8; 4], port: u16, reads: bool) -> std::net::TcpStream 
 
 /// One query over a fresh TCP connection, answered within `limit` or panicking.
 fn tcp_ask(port: u16, request: &[u8], limit: Duration) -> hickory_proto::op::Message {
-    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(limit)).unwrap();
+    ask_over(&mut stream, request, limit).expect("a TCP answer in time")
+}
+
+/// One query over `stream`: the answer, or the error that ended the connection.
+fn ask_over(
+    stream: &mut std::net::TcpStream,
+    request: &[u8],
+    limit: Duration,
+) -> std::io::Result<hickory_proto::op::Message> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(limit))?;
     let mut framed = u16::try_from(request.len()).unwrap().to_be_bytes().to_vec();
     framed.extend_from_slice(request);
-    stream.write_all(&framed).unwrap();
+    stream.write_all(&framed)?;
     let mut length = [0u8; 2];
-    stream
-        .read_exact(&mut length)
-        .expect("a TCP answer in time");
+    stream.read_exact(&mut length)?;
     let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
-    stream.read_exact(&mut reply).expect("a TCP answer in time");
-    hickory_proto::op::Message::from_vec(&reply).unwrap()
+    stream.read_exact(&mut reply)?;
+    Ok(hickory_proto::op::Message::from_vec(&reply).unwrap())
+}
+
+#[test]
+fn tcp_connections_beyond_the_caps_are_closed_at_once() {
+    let limits = Limits {
+        tcp_timeout: Duration::from_secs(60),
+        tcp_connections: 6,
+        tcp_connections_per_address: 4,
+        ..Limits::default()
+    };
+    let server = Running::with_limits(zone(2, &[(KEY_NAME, "v=DKIM1; p=AAAA")]), vec![], limits);
+    let query = txt_query(KEY_NAME, 7);
+    // Closed rather than kept waiting: the answer is an end of stream or a reset, long before
+    // the 60 s deadline could close it.
+    let refused = |source: [u8; 4]| {
+        let mut stream = connect_from(source, server.port, true);
+        match ask_over(&mut stream, &query, Duration::from_secs(10)) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ),
+                "{source:?}: {e}"
+            ),
+            Ok(reply) => panic!("{source:?} was served beyond the cap: {reply:?}"),
+        }
+    };
+    // Connections are admitted in the order they are accepted, which is the order of connecting.
+    let mut held: Vec<_> = (0..4)
+        .map(|_| connect_from([127, 0, 0, 20], server.port, true))
+        .collect();
+    refused([127, 0, 0, 20]);
+    for source in [[127, 0, 0, 21], [127, 0, 0, 22]] {
+        let mut stream = connect_from(source, server.port, true);
+        let reply = ask_over(&mut stream, &query, Duration::from_secs(10)).expect("served");
+        assert_eq!(reply.answers.len(), 1);
+        held.push(stream);
+    }
+    refused([127, 0, 0, 23]); // the seventh
+    // A place given back is a place taken again.
+    held.remove(0);
+    wait_for(Duration::from_secs(10), "a freed place", || {
+        let mut stream = connect_from([127, 0, 0, 20], server.port, true);
+        ask_over(&mut stream, &query, Duration::from_secs(10)).is_ok()
+    });
 }
 
 #[test]
