@@ -628,7 +628,7 @@ fn ask_over(
 #[test]
 fn tcp_connections_beyond_the_caps_are_closed_at_once() {
     let limits = Limits {
-        tcp_timeout: Duration::from_secs(60),
+        tcp_timeout: Duration::from_mins(1),
         tcp_connections: 6,
         tcp_connections_per_address: 4,
         ..Limits::default()
