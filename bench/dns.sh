@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Key zone DNS benchmark: signet's server and Knot serving the same 10,000-domain zone, measured
 # with dnsperf in one run. Needs: dnsperf knot (Debian). Results go to stdout; copy them into
-# BENCHMARKS.md with the machine and date.
+# BENCHMARKS.md with the machine and date. signet runs without response rate limiting, like the
+# Knot here (dnsperf asks from one address); RRL=N in the environment turns it on at N responses
+# a second per prefix (RRL=1000000000 measures the limiter's cost without limiting anything).
 #
 #   bash bench/dns.sh [DOMAINS] [SECONDS]
 set -euo pipefail

@@ -58,6 +58,10 @@ struct RawDns {
     nameservers: Vec<String>,
     #[serde(default)]
     secondaries: Vec<String>,
+    tcp_timeout: Option<String>,
+    tcp_connections: Option<usize>,
+    tcp_connections_per_address: Option<usize>,
+    rrl_responses_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +173,8 @@ pub struct DnsSettings {
     pub ttl: u32,
     pub nameservers: Vec<String>,
     pub secondaries: Vec<SocketAddr>,
+    /// Deadlines, connection caps and response rate limiting.
+    pub limits: signet_dns_server::Limits,
 }
 
 impl Config {
@@ -215,6 +221,7 @@ impl Config {
         };
         let _ = raw.http.listen;
         let smtp = smtp_settings(raw.smtp, data_dir)?;
+        let limits = dns_limits(&raw.dns)?;
         Ok(Config {
             data_dir: data_dir.to_path_buf(),
             master_key_file: data_dir.join(
@@ -238,6 +245,7 @@ impl Config {
                 ttl: raw.dns.ttl.unwrap_or(3600),
                 nameservers: raw.dns.nameservers,
                 secondaries: addresses(&raw.dns.secondaries, 53, "[dns] secondaries")?,
+                limits,
             },
             key_zone: KeyZone::new(zone),
             rotation,
@@ -361,6 +369,42 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
     })
 }
 
+/// The `[dns]` limits, each defaulting to the server's own default.
+fn dns_limits(raw: &RawDns) -> Result<signet_dns_server::Limits> {
+    let defaults = signet_dns_server::Limits::default();
+    let tcp_timeout = match &raw.tcp_timeout {
+        Some(text) => {
+            let span: Span = text.parse().context("[dns] tcp_timeout")?;
+            let seconds = u64::try_from(span.seconds()).unwrap_or(0);
+            if seconds == 0 {
+                bail!("[dns] tcp_timeout is {span}; it must be at least 1s");
+            }
+            std::time::Duration::from_secs(seconds)
+        }
+        None => defaults.tcp_timeout,
+    };
+    let count = |value: Option<usize>, default: usize, name: &str| match value {
+        Some(0) => bail!("[dns] {name} is 0; it must be at least 1"),
+        value => Ok(value.unwrap_or(default)),
+    };
+    Ok(signet_dns_server::Limits {
+        tcp_timeout,
+        tcp_connections: count(
+            raw.tcp_connections,
+            defaults.tcp_connections,
+            "tcp_connections",
+        )?,
+        tcp_connections_per_address: count(
+            raw.tcp_connections_per_address,
+            defaults.tcp_connections_per_address,
+            "tcp_connections_per_address",
+        )?,
+        rrl_responses_per_second: raw
+            .rrl_responses_per_second
+            .unwrap_or(defaults.rrl_responses_per_second),
+    })
+}
+
 fn address(text: &str, default_port: u16, what: &str) -> Result<SocketAddr> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
@@ -435,6 +479,10 @@ listen = "127.0.0.1:5300"
 ttl = 3600
 # nameservers = ["ns1.{key_zone}"]
 # secondaries = ["192.0.2.53:53"]
+# tcp_timeout = "10s"                  # deadline of every TCP read and write
+# tcp_connections = 512                # TCP connections at once; beyond: closed at once
+# tcp_connections_per_address = 16     # the same, per client address
+# rrl_responses_per_second = 20        # UDP responses per /24 (/56) a second; 0: no limit
 
 [rotation]
 delay = "96h"          # from rotate to the earliest switch-over (RotateOnDate)
@@ -520,6 +568,37 @@ mod tests {
         ] {
             let err = format!("{:#}", Config::parse(Path::new("/d"), text).unwrap_err());
             assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn dns_limits_default_and_parse() {
+        let zone: DomainName = "dkim.example.net".parse().unwrap();
+        let config = Config::parse(Path::new("/d"), &template(&zone, &[])).unwrap();
+        assert_eq!(config.dns.limits, signet_dns_server::Limits::default());
+        let text = "key_zone = \"a.example\"\n[dns]\ntcp_timeout = \"3s\"\ntcp_connections = 9\n\
+                    tcp_connections_per_address = 2\nrrl_responses_per_second = 0";
+        let limits = Config::parse(Path::new("/d"), text).unwrap().dns.limits;
+        assert_eq!(
+            (
+                limits.tcp_timeout.as_secs(),
+                limits.tcp_connections,
+                limits.tcp_connections_per_address,
+                limits.rrl_responses_per_second
+            ),
+            (3, 9, 2, 0)
+        );
+        for (dns, why) in [
+            ("tcp_timeout = \"0s\"", "[dns] tcp_timeout is 0s"),
+            ("tcp_timeout = \"soon\"", "[dns] tcp_timeout"),
+            (
+                "tcp_connections_per_address = 0",
+                "[dns] tcp_connections_per_address is 0",
+            ),
+        ] {
+            let text = format!("key_zone = \"a.example\"\n[dns]\n{dns}");
+            let err = format!("{:#}", Config::parse(Path::new("/d"), &text).unwrap_err());
+            assert!(err.contains(why), "{dns}: {err}");
         }
     }
 }

@@ -41,6 +41,7 @@ pub async fn spawn_server(
     let dns = DnsConfig {
         listen: config.dns.listen,
         secondaries: config.dns.secondaries.clone(),
+        limits: config.dns.limits,
     };
     let server = DnsServer::bind(&dns).await?;
     Ok(tokio::spawn(server.run(handle, stop)))

@@ -51,10 +51,13 @@ async fn main() {
     std::fs::write(queries, query_text).expect("query file written");
     let zone = Zone::new(ZoneSettings::new("dkim.example.net"), 1, records).expect("zone");
     std::fs::write(master, zone.to_master_file()).expect("master file written");
-    let config = DnsConfig {
-        listen: ([127, 0, 0, 1], port).into(),
-        secondaries: Vec::new(),
-    };
+    // dnsperf asks from one address at full speed: response rate limiting off, as in the Knot
+    // it is compared with; RRL=N in the environment measures the limiter's cost at a rate of N.
+    let mut config = DnsConfig::new(([127, 0, 0, 1], port).into());
+    config.limits.rrl_responses_per_second = std::env::var("RRL")
+        .ok()
+        .and_then(|rate| rate.parse().ok())
+        .unwrap_or(0);
     let server = DnsServer::bind(&config).await.expect("bind");
     eprintln!("serving {domains} domains on 127.0.0.1:{port}");
     let (_stop, stop) = tokio::sync::watch::channel(false);

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, NS, SOA, TXT};
+use hickory_proto::rr::rdata::{A, HINFO, NS, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 use signet_zone::{Data, Lookup, Zone, split_txt};
@@ -48,6 +48,11 @@ pub fn respond(zone: &Zone, request: &[u8], transport: Transport) -> Vec<Vec<u8>
         edns.set_max_payload(EDNS_PAYLOAD);
         response.set_edns(edns);
     }
+    if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
+        // RFC 6891 section 6.1.3: we speak EDNS version 0 only; say so (our OPT is version 0).
+        response.add_queries(request.queries.iter().cloned());
+        return finish(with_code(&mut response, ResponseCode::BADVERS), limit);
+    }
     if request.metadata.op_code != OpCode::Query {
         return finish(with_code(&mut response, ResponseCode::NotImp), limit);
     }
@@ -87,6 +92,16 @@ fn answer(zone: &Zone, response: &mut Message, query: &Query) {
         Lookup::NoData => {
             response.metadata.authoritative = true;
             response.add_authority(soa(zone, zone.settings().negative_ttl));
+        }
+        Lookup::Records(_) if kind == signet_zone::RecordType::Any => {
+            // RFC 8482 section 4.2: one synthesized HINFO instead of every RRset, so ANY is no
+            // amplifier; a resolver that wants a type asks for it.
+            response.metadata.authoritative = true;
+            response.add_answer(Record::from_rdata(
+                query.name().clone(),
+                zone.settings().ttl,
+                RData::HINFO(HINFO::new("RFC8482".to_string(), String::new())),
+            ));
         }
         Lookup::Records(records) => {
             response.metadata.authoritative = true;
@@ -396,6 +411,65 @@ mod tests {
             .map(|m| Message::from_vec(m).unwrap().answers.len())
             .sum();
         assert_eq!(records, 300 + 4, "SOA, NS, glue A, 300 TXT, SOA");
+    }
+
+    #[test]
+    fn an_edns_version_we_do_not_speak_gets_badvers_and_no_answer() {
+        let mut message = Message::query();
+        message.metadata.id = 4242;
+        message.add_query(Query::query(
+            Name::from_str("selector1-contoso-com._domainkey.contoso.dkim.example.net.").unwrap(),
+            RecordType::TXT,
+        ));
+        let mut edns = Edns::new();
+        edns.set_version(1);
+        message.set_edns(edns);
+        let request = message.to_vec().unwrap();
+        for transport in [Transport::Udp, Transport::Tcp { may_transfer: true }] {
+            let r = reply(&request, transport);
+            assert_eq!(u16::from(r.metadata.response_code), 16, "BADVERS");
+            assert!(r.answers.is_empty() && r.authorities.is_empty());
+            assert_eq!(r.queries, message.queries);
+            assert_eq!(r.edns.as_ref().map(Edns::version), Some(0));
+        }
+    }
+
+    #[test]
+    fn any_gets_one_hinfo_record_as_rfc_8482_allows() {
+        for name in [
+            "dkim.example.net.",
+            "selector1-contoso-com._domainkey.contoso.dkim.example.net.",
+        ] {
+            let r = reply(&ask(name, RecordType::ANY, true), Transport::Udp);
+            assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+            assert!(r.metadata.authoritative);
+            let [record] = r.answers.as_slice() else {
+                panic!("one record for ANY {name}: {:?}", r.answers)
+            };
+            let RData::HINFO(hinfo) = &record.data else {
+                panic!("{record:?}")
+            };
+            assert_eq!((&hinfo.cpu[..], &hinfo.os[..]), (&b"RFC8482"[..], &b""[..]));
+            assert!(r.additionals.is_empty());
+        }
+        // Names without records keep their usual answers.
+        let r = reply(
+            &ask("nope.dkim.example.net.", RecordType::ANY, false),
+            Transport::Udp,
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+        let r = reply(
+            &ask(
+                "_domainkey.contoso.dkim.example.net.",
+                RecordType::ANY,
+                false,
+            ),
+            Transport::Udp,
+        );
+        assert_eq!(
+            (r.metadata.response_code, r.answers.len()),
+            (ResponseCode::NoError, 0)
+        );
     }
 
     #[test]

@@ -334,6 +334,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn edns_versions_above_zero_leave_the_fast_path_and_get_badvers() {
+        let mut message = Message::from_vec(&query(
+            "selector1-a-com._domainkey.t.dkim.example.net.",
+            RecordType::TXT,
+            Some(1232),
+        ))
+        .unwrap();
+        let mut edns = Edns::new();
+        edns.set_max_payload(1232).set_version(1);
+        message.set_edns(edns);
+        let request = message.to_vec().unwrap();
+        assert!(FastIndex::new(&zone()).respond_udp(&request).is_none());
+        let replies = crate::prepare(zone()).respond_udp(&request);
+        let reply = Message::from_vec(&replies[0]).unwrap();
+        assert_eq!(u16::from(reply.metadata.response_code), 16, "BADVERS");
+        assert!(reply.answers.is_empty());
+        assert_eq!(reply.edns.map(|e| e.version()), Some(0));
+    }
+
     proptest! {
         #[test]
         fn fast_and_general_agree_on_mutated_queries(position in 0usize..80, value in any::<u8>()) {

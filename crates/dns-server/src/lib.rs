@@ -6,11 +6,16 @@
 //! lock for the time of an `Arc` clone and never touches the store. All DNS logic lives in
 //! [`answer::respond`] (bytes in, messages out); this module only moves bytes.
 //!
+//! Availability under abuse: every TCP read and write has a deadline ([`Limits::tcp_timeout`]),
+//! TCP connections are capped in all and per client address (beyond: closed at once), and UDP
+//! responses are rate-limited per source prefix ([`rrl`]).
+//!
 //! ```no_run
 //! # async fn demo(zone: signet_zone::Zone) -> Result<(), signet_dns_server::DnsError> {
 //! use signet_dns_server::{DnsConfig, DnsServer, ZoneHandle};
 //! let handle = ZoneHandle::new(zone);
-//! let server = DnsServer::bind(&DnsConfig { listen: "127.0.0.1:5300".parse().unwrap(), secondaries: vec![] }).await?;
+//! let config = DnsConfig::new("127.0.0.1:5300".parse().unwrap());
+//! let server = DnsServer::bind(&config).await?;
 //! let (_stop, stop) = tokio::sync::watch::channel(false);
 //! server.run(handle, stop).await
 //! # }
@@ -18,20 +23,25 @@
 
 pub mod answer;
 mod fast;
+mod limits;
+pub mod rrl;
 
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use signet_zone::Zone;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use answer::{Transport, respond};
+use limits::{ConnectionTable, LogThrottle, Refusal};
+use rrl::{ResponseRateLimiter, Verdict};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +55,50 @@ pub enum DnsError {
     Io(#[from] std::io::Error),
 }
 
-/// Where to listen, and who may transfer the zone (and is notified of changes).
+/// Where to listen, who may transfer the zone (and is notified of changes), and the limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsConfig {
     pub listen: SocketAddr,
     pub secondaries: Vec<SocketAddr>,
+    pub limits: Limits,
+}
+
+impl DnsConfig {
+    /// Listening on `listen`, no secondaries, the default limits.
+    pub fn new(listen: SocketAddr) -> DnsConfig {
+        DnsConfig {
+            listen,
+            secondaries: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What keeps the server available to everyone when some clients misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The deadline of every TCP read (a client idle this long is disconnected, as RFC 7766
+    /// suggests: seconds, not minutes) and of every TCP write, each zone-transfer message
+    /// included (a client that does not read its answers is disconnected).
+    pub tcp_timeout: Duration,
+    /// TCP connections open at once; beyond, new ones are closed at once.
+    pub tcp_connections: usize,
+    /// TCP connections open at once from one client address; beyond, closed at once.
+    pub tcp_connections_per_address: usize,
+    /// UDP responses per second to one source prefix (/24, /56) before [`rrl`] drops or
+    /// truncates them; 0 turns rate limiting off.
+    pub rrl_responses_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            tcp_timeout: Duration::from_secs(10),
+            tcp_connections: 512,
+            tcp_connections_per_address: 16,
+            rrl_responses_per_second: 20,
+        }
+    }
 }
 
 /// A zone with its answers prepared in wire form.
@@ -125,12 +174,12 @@ pub struct DnsServer {
     udp: Arc<UdpSocket>,
     tcp: TcpListener,
     secondaries: Vec<SocketAddr>,
+    limits: Limits,
 }
 
-/// Concurrent TCP connections served at once; more wait in the kernel's backlog.
-const MAX_TCP_CONNECTIONS: usize = 256;
-/// A TCP client idle this long is disconnected (RFC 7766 suggests seconds, not minutes).
-const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Log lines about refused connections, limited responses and failed accepts: at most one per
+/// this interval each.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl DnsServer {
     pub async fn bind(config: &DnsConfig) -> Result<DnsServer, DnsError> {
@@ -144,6 +193,7 @@ impl DnsServer {
             udp: Arc::new(udp),
             tcp,
             secondaries: config.secondaries.clone(),
+            limits: config.limits,
         })
     }
 
@@ -159,11 +209,23 @@ impl DnsServer {
     ) -> Result<(), DnsError> {
         let workers = std::thread::available_parallelism().map_or(2, usize::from);
         let mut tasks = tokio::task::JoinSet::new();
+        let limiter = (self.limits.rrl_responses_per_second > 0).then(|| {
+            Arc::new(ResponseRateLimiter::new(
+                self.limits.rrl_responses_per_second,
+                Instant::now(),
+            ))
+        });
+        let limited_log = Arc::new(std::sync::Mutex::new(LogThrottle::new(LOG_INTERVAL)));
         for _ in 0..workers {
-            tasks.spawn(serve_udp(Arc::clone(&self.udp), zone.clone()));
+            tasks.spawn(serve_udp(
+                Arc::clone(&self.udp),
+                zone.clone(),
+                limiter.clone(),
+                Arc::clone(&limited_log),
+            ));
         }
         let allowed: Vec<IpAddr> = self.secondaries.iter().map(SocketAddr::ip).collect();
-        tasks.spawn(serve_tcp(self.tcp, zone.clone(), allowed));
+        tasks.spawn(serve_tcp(self.tcp, zone.clone(), allowed, self.limits));
         tasks.spawn(notify_on_change(zone, self.secondaries));
         let _ = stop.wait_for(|stopped| *stopped).await;
         tasks.shutdown().await;
@@ -188,7 +250,12 @@ fn udp_socket(listen: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    zone: ZoneHandle,
+    limiter: Option<Arc<ResponseRateLimiter>>,
+    limited_log: Arc<std::sync::Mutex<LogThrottle>>,
+) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let (len, peer) = match socket.recv_from(&mut buffer).await {
@@ -199,7 +266,18 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
                 continue;
             }
         };
-        for message in zone.current().respond_udp(&buffer[..len]) {
+        for mut message in zone.current().respond_udp(&buffer[..len]) {
+            if let Some(limiter) = &limiter {
+                let verdict = limiter.check(peer.ip(), Instant::now());
+                if verdict != Verdict::Answer {
+                    note_limited(&limited_log, peer);
+                }
+                match verdict {
+                    Verdict::Answer => {}
+                    Verdict::Slip => rrl::truncate(&mut message),
+                    Verdict::Drop => continue,
+                }
+            }
             if let Err(e) = socket.send_to(&message, peer).await {
                 debug!("dns: udp send to {peer} failed: {e}");
             }
@@ -207,50 +285,92 @@ async fn serve_udp(socket: Arc<UdpSocket>, zone: ZoneHandle) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, zone: ZoneHandle, secondaries: Vec<IpAddr>) {
-    let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+fn note_limited(log: &std::sync::Mutex<LogThrottle>, peer: SocketAddr) {
+    let events = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .event(Instant::now());
+    if let Some(events) = events {
+        warn!(
+            "dns: response rate limit: {events} UDP responses dropped or truncated since the last report (latest to {})",
+            peer.ip()
+        );
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    zone: ZoneHandle,
+    secondaries: Vec<IpAddr>,
+    limits: Limits,
+) {
+    let table = ConnectionTable::new(limits.tcp_connections, limits.tcp_connections_per_address);
+    let mut refused = LogThrottle::new(LOG_INTERVAL);
+    let mut failed = LogThrottle::new(LOG_INTERVAL);
     loop {
-        let Ok(permit) = Arc::clone(&limit).acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                warn!("dns: tcp accept failed: {e}");
+                // Out of file descriptors, typically: wait a little, and say so now and then.
+                if let Some(events) = failed.event(Instant::now()) {
+                    warn!("dns: tcp accept failed ({events} times since the last report): {e}");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let admission = match table.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                drop(stream); // closed at once: the client may try again, or elsewhere
+                if let Some(events) = refused.event(Instant::now()) {
+                    let why = match refusal {
+                        Refusal::AddressFull => format!(
+                            "{} open from one address",
+                            limits.tcp_connections_per_address
+                        ),
+                        Refusal::ServerFull => format!("{} open", limits.tcp_connections),
+                    };
+                    warn!(
+                        "dns: refused {events} TCP connections since the last report (latest from {}: {why})",
+                        peer.ip()
+                    );
+                }
                 continue;
             }
         };
         let may_transfer = secondaries.contains(&peer.ip());
         let zone = zone.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(stream, &zone, may_transfer).await {
+            if let Err(e) = serve_connection(stream, &zone, may_transfer, limits.tcp_timeout).await
+            {
                 debug!("dns: tcp connection from {peer} ended: {e}");
             }
-            drop(permit);
+            drop(admission);
         });
     }
 }
 
-/// RFC 7766: length-prefixed messages, several per connection, until EOF or idle.
+/// RFC 7766: length-prefixed messages, several per connection, until EOF, an idle read or a
+/// write the client does not take within `timeout`.
 async fn serve_connection(
     mut stream: TcpStream,
     zone: &ZoneHandle,
     may_transfer: bool,
+    timeout: Duration,
 ) -> std::io::Result<()> {
     loop {
-        let Ok(length) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else {
-            return Ok(());
-        };
-        let length = match length {
-            Ok(length) => usize::from(length),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+        let mut prefix = [0u8; 2];
+        match within(timeout, stream.read_exact(&mut prefix)).await {
+            Ok(_) => {}
+            // A client done (EOF) or idle: the normal end of a connection.
+            Err(e) if matches!(e.kind(), ErrorKind::UnexpectedEof | ErrorKind::TimedOut) => {
+                return Ok(());
+            }
             Err(e) => return Err(e),
-        };
-        let mut request = vec![0u8; length];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle"))??;
+        }
+        let mut request = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        within(timeout, stream.read_exact(&mut request)).await?;
         let served = zone.current();
         let messages = respond(&served.zone, &request, Transport::Tcp { may_transfer });
         if messages.is_empty() {
@@ -265,10 +385,22 @@ async fn serve_connection(
                 );
                 return Ok(());
             };
-            stream.write_u16(length).await?;
-            stream.write_all(&message).await?;
+            let mut framed = Vec::with_capacity(2 + message.len());
+            framed.extend_from_slice(&length.to_be_bytes());
+            framed.extend_from_slice(&message);
+            within(timeout, stream.write_all(&framed)).await?;
         }
     }
+}
+
+/// `io`, or a `TimedOut` error once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    io: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(timeout, io)
+        .await
+        .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, "deadline passed"))?
 }
 
 /// Sends NOTIFY (RFC 1996) for each new serial to every secondary, retrying a few times.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use signet_dns_server::{DnsConfig, DnsServer, ZoneHandle};
+use signet_dns_server::{DnsConfig, DnsServer, Limits, ZoneHandle};
 use signet_zone::{Zone, ZoneSettings};
 
 const ORIGIN: &str = "dkim.example.net";
@@ -44,6 +44,10 @@ struct Running {
 
 impl Running {
     fn start(zone: Zone, secondaries: Vec<SocketAddr>) -> Running {
+        Running::with_limits(zone, secondaries, Limits::default())
+    }
+
+    fn with_limits(zone: Zone, secondaries: Vec<SocketAddr>, limits: Limits) -> Running {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -53,6 +57,7 @@ impl Running {
         let config = DnsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             secondaries,
+            limits,
         };
         let server = runtime.block_on(DnsServer::bind(&config)).unwrap();
         let handle = ZoneHandle::new(zone);
@@ -269,7 +274,9 @@ fn malformed_packets_neither_crash_nor_stall_the_server() {
                 .collect(),
         );
     }
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // From another /24 than dig's 127.0.0.1: the FORMERRs count against the sender's response
+    // rate, and the checks below must not wait for its bucket to refill.
+    let socket = UdpSocket::bind("127.0.1.1:0").unwrap();
     for packet in &packets {
         socket.send_to(packet, ("127.0.0.1", server.port)).unwrap();
     }
@@ -474,4 +481,284 @@ fn knot_serving_the_exported_master_file_answers_like_signet() {
     let nx = ["TXT", "selector9._domainkey.contoso.dkim.example.net"];
     assert_eq!(status(&dig(knot.port, &nx)), "NXDOMAIN");
     assert_eq!(status(&signet.dig(&nx)), "NXDOMAIN");
+}
+
+#[test]
+fn an_edns_version_above_zero_gets_badvers() {
+    let server = Running::start(zone(4, &[(KEY_NAME, "v=DKIM1; p=AAAA")]), vec![]);
+    for transport in ["+notcp", "+tcp"] {
+        // +noednsneg: dig would otherwise retry with version 0 and show that answer.
+        let answer = server.dig(&[transport, "+edns=1", "+noednsneg", "TXT", KEY_NAME]);
+        assert_eq!(status(&answer), "BADVERS", "{transport}: {answer}");
+        assert!(answer.contains("; EDNS: version: 0,"), "{answer}");
+        assert!(answer.contains("ANSWER: 0,"), "{answer}");
+    }
+    // Version 0, through the prepared fast path, is answered as ever.
+    let answer = server.dig(&["+edns=0", "TXT", KEY_NAME]);
+    assert_eq!(status(&answer), "NOERROR", "{answer}");
+}
+
+#[test]
+fn any_is_answered_with_one_hinfo_record() {
+    let server = Running::start(zone(4, &[(KEY_NAME, &rsa_2048_record())]), vec![]);
+    for name in [ORIGIN, KEY_NAME] {
+        let short = server.dig(&["+short", "ANY", name]);
+        assert_eq!(short.trim(), "\"RFC8482\" \"\"", "ANY {name}");
+    }
+}
+
+/// One UDP query for `name` (TXT), with a fixed id.
+fn txt_query(name: &str, id: u16) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut message = Message::query();
+    message.metadata.id = id;
+    message.add_query(Query::query(name.parse::<Name>().unwrap(), RecordType::TXT));
+    message.to_vec().unwrap()
+}
+
+/// The replies that arrive on `socket` until it has been quiet for half a second.
+fn replies(socket: &UdpSocket) -> Vec<hickory_proto::op::Message> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buffer = [0u8; 4096];
+    let mut replies = Vec::new();
+    while let Ok(len) = socket.recv(&mut buffer) {
+        replies.push(hickory_proto::op::Message::from_vec(&buffer[..len]).unwrap());
+    }
+    replies
+}
+
+#[test]
+fn a_flood_from_one_prefix_is_rate_limited_and_other_sources_are_not() {
+    let key = rsa_2048_record();
+    let server = Running::start(zone(6, &[(KEY_NAME, &key)]), vec![]);
+    // 127.0.1.0/24 floods (as a forged source would); 127.0.2.0/24 asks normally.
+    let flood = UdpSocket::bind("127.0.1.2:0").unwrap();
+    flood.connect(("127.0.0.1", server.port)).unwrap();
+    for id in 0..200 {
+        flood.send(&txt_query(KEY_NAME, id)).unwrap();
+    }
+    let replies = replies(&flood);
+    let full = replies.iter().filter(|r| !r.metadata.truncation).count();
+    let slipped: Vec<_> = replies.iter().filter(|r| r.metadata.truncation).collect();
+    // 20 a second with a burst of 20; the flood takes far less than a second to send.
+    assert!((20..=60).contains(&full), "{full} full answers");
+    assert!(
+        replies.len() < 160,
+        "most of the rest dropped: {} replies",
+        replies.len()
+    );
+    assert!(
+        slipped.len() >= 40,
+        "every 2nd limited one slips: {}",
+        slipped.len()
+    );
+    for reply in &slipped {
+        assert!(reply.answers.is_empty() && reply.additionals.is_empty());
+        assert_eq!(reply.queries.len(), 1, "the question is kept");
+    }
+    // Another source is answered in full meanwhile, and the flooding prefix over TCP too.
+    let other = dig(server.port, &["-b", "127.0.2.3", "+short", "TXT", KEY_NAME]);
+    assert_eq!(txt_values(&other), std::slice::from_ref(&key));
+    let retried = dig(
+        server.port,
+        &["-b", "127.0.1.2", "+tcp", "+short", "TXT", KEY_NAME],
+    );
+    assert_eq!(txt_values(&retried), std::slice::from_ref(&key));
+}
+
+/// Server-side TCP connections on `port` still held open (established, or closed by the client
+/// but not yet by the server), from the kernel's table.
+fn held_connections(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(&local) && matches!(fields[3], "01" | "08")
+        })
+        .count()
+}
+
+/// A TCP connection from `source` (any port) to the server; with a small receive buffer unless
+/// `reads`, so that answers not read pile up in the server's send buffer.
+fn connect_from(source: [u8; 4], port: u16, reads: bool) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if !reads {
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
+    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    socket
+        .connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)).into(),
+            Duration::from_secs(5),
+        )
+        .expect("the server accepts the connection or refuses it, at once");
+    socket.into()
+}
+
+/// One query over a fresh TCP connection, answered within `limit` or panicking.
+fn tcp_ask(port: u16, request: &[u8], limit: Duration) -> hickory_proto::op::Message {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ask_over(&mut stream, request, limit).expect("a TCP answer in time")
+}
+
+/// One query over `stream`: the answer, or the error that ended the connection.
+fn ask_over(
+    stream: &mut std::net::TcpStream,
+    request: &[u8],
+    limit: Duration,
+) -> std::io::Result<hickory_proto::op::Message> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(limit))?;
+    let mut framed = u16::try_from(request.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(request);
+    stream.write_all(&framed)?;
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length)?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut reply)?;
+    Ok(hickory_proto::op::Message::from_vec(&reply).unwrap())
+}
+
+#[test]
+fn tcp_connections_beyond_the_caps_are_closed_at_once() {
+    let limits = Limits {
+        tcp_timeout: Duration::from_mins(1),
+        tcp_connections: 6,
+        tcp_connections_per_address: 4,
+        ..Limits::default()
+    };
+    let server = Running::with_limits(zone(2, &[(KEY_NAME, "v=DKIM1; p=AAAA")]), vec![], limits);
+    let query = txt_query(KEY_NAME, 7);
+    // Closed rather than kept waiting: the answer is an end of stream or a reset, long before
+    // the 60 s deadline could close it.
+    let refused = |source: [u8; 4]| {
+        let mut stream = connect_from(source, server.port, true);
+        match ask_over(&mut stream, &query, Duration::from_secs(10)) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ),
+                "{source:?}: {e}"
+            ),
+            Ok(reply) => panic!("{source:?} was served beyond the cap: {reply:?}"),
+        }
+    };
+    // Connections are admitted in the order they are accepted, which is the order of connecting.
+    let mut held: Vec<_> = (0..4)
+        .map(|_| connect_from([127, 0, 0, 20], server.port, true))
+        .collect();
+    refused([127, 0, 0, 20]);
+    for source in [[127, 0, 0, 21], [127, 0, 0, 22]] {
+        let mut stream = connect_from(source, server.port, true);
+        let reply = ask_over(&mut stream, &query, Duration::from_secs(10)).expect("served");
+        assert_eq!(reply.answers.len(), 1);
+        held.push(stream);
+    }
+    refused([127, 0, 0, 23]); // the seventh
+    // A place given back is a place taken again.
+    held.remove(0);
+    wait_for(Duration::from_secs(10), "a freed place", || {
+        let mut stream = connect_from([127, 0, 0, 20], server.port, true);
+        ask_over(&mut stream, &query, Duration::from_secs(10)).is_ok()
+    });
+}
+
+#[test]
+fn soak_clients_that_never_read_are_cut_off_and_others_stay_served() {
+    use std::io::{Read, Write};
+    let big_name = "big._domainkey.contoso.dkim.example.net";
+    let big = format!("v=DKIM1; k=rsa; p={}", "C".repeat(16_000));
+    let limits = Limits {
+        tcp_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let server = Running::with_limits(
+        zone(8, &[(KEY_NAME, "v=DKIM1; p=AAAA"), (big_name, &big)]),
+        vec![],
+        limits,
+    );
+    // 1,000 connections from 25 addresses: half pipeline 200 queries for a 16 KB answer and
+    // never read (3 MB of answers: more than loopback's socket buffers hold, so the server's
+    // writes stall), half connect and say nothing. Beyond 16 per address they are refused.
+    let mut pipelined = Vec::new();
+    for _ in 0..200 {
+        let query = txt_query(big_name, 1);
+        pipelined.extend_from_slice(&u16::try_from(query.len()).unwrap().to_be_bytes());
+        pipelined.extend_from_slice(&query);
+    }
+    let attackers: Vec<std::net::TcpStream> = (0..1000u16)
+        .map(|i| {
+            let reads = i % 2 == 1;
+            let mut stream = connect_from(
+                [127, 0, 0, 10 + u8::try_from(i % 25).unwrap()],
+                server.port,
+                reads,
+            );
+            if !reads {
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(1)))
+                    .unwrap();
+                let _ = stream.write_all(&pipelined); // refused ones may be closed already
+            }
+            stream
+        })
+        .collect();
+    assert!(
+        held_connections(server.port) > 0,
+        "some attackers got in (else nothing is tested)"
+    );
+
+    // Meanwhile a normal client is answered within a second, over UDP and TCP, for longer than
+    // the deadline.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(("127.0.0.1", server.port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut id = 0;
+    while Instant::now() < until {
+        id += 1;
+        client.send(&txt_query(KEY_NAME, id)).unwrap();
+        let mut buffer = [0u8; 4096];
+        let len = client.recv(&mut buffer).expect("a UDP answer within 1 s");
+        let reply = hickory_proto::op::Message::from_vec(&buffer[..len]).unwrap();
+        assert_eq!((reply.metadata.id, reply.answers.len()), (id, 1));
+        let reply = tcp_ask(
+            server.port,
+            &txt_query(KEY_NAME, id),
+            Duration::from_secs(1),
+        );
+        assert_eq!(reply.answers.len(), 1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Every attacking connection is closed by the server: none is held on its side, and each
+    // attacker reads what was sent before the close, then the end.
+    wait_for(
+        Duration::from_secs(15),
+        "the server to close every attacking connection",
+        || held_connections(server.port) == 0,
+    );
+    for mut stream in attackers {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut sink = [0u8; 16384];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the server left an attacking connection open: {e}"),
+            }
+        }
+    }
 }
