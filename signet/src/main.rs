@@ -698,7 +698,8 @@ fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
                     .sender
                     .as_ref()
                     .map_or_else(|| "<>".to_string(), ToString::to_string);
-                let recipients: Vec<String> = e.recipients.iter().map(ToString::to_string).collect();
+                let recipients: Vec<String> =
+                    e.recipients.iter().map(ToString::to_string).collect();
                 rows.push(vec![
                     id.to_string(),
                     e.tenant.clone(),
@@ -720,7 +721,10 @@ fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
             println!(
                 "Id          : {id}\nTenant      : {}\nFrom        : <{}>\nTo          : {}\nReceived    : {}\nAttempts    : {}\nNextAttempt : {}\n",
                 e.tenant,
-                e.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+                e.sender
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 e.recipients
                     .iter()
                     .map(ToString::to_string)

@@ -1077,7 +1077,9 @@ fn transaction(port: u16, from: &str, to: &str, subject: &str) -> Vec<String> {
             &format!("MAIL FROM:{from}"),
             &format!("RCPT TO:{to}"),
             "DATA",
-            &format!("From: Joe <joe@contoso.com>\r\nTo: someone\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n."),
+            &format!(
+                "From: Joe <joe@contoso.com>\r\nTo: someone\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n."
+            ),
             "QUIT",
         ],
     )
@@ -1126,11 +1128,18 @@ fn quoted_addresses_reach_the_next_hop_quoted() {
     for (from, to, subject, _, _) in cases {
         let replies = transaction(port, from, to, subject);
         let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
-        assert_eq!(codes, ["220", "250", "250", "250", "354", "250", "221"], "{replies:?}");
+        assert_eq!(
+            codes,
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{replies:?}"
+        );
     }
     // An address literal is valid syntax, refused by policy (not with a syntax error).
     let literal = transaction(port, "<joe@contoso.com>", "<bob@[192.0.2.1]>", "literal");
-    assert!(literal[3].starts_with("550 5.1.2 Address literals"), "{literal:?}");
+    assert!(
+        literal[3].starts_with("550 5.1.2 Address literals"),
+        "{literal:?}"
+    );
 
     wait_for(Duration::from_secs(10), "the messages at the sink", || {
         dumped(sink_dir.path()).len() == cases.len()

@@ -438,7 +438,8 @@ impl<'a> Reader<'a> {
         if self.eat('[') {
             return self.address_literal();
         }
-        let name = self.take_while(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || !c.is_ascii());
+        let name =
+            self.take_while(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || !c.is_ascii());
         let valid = name.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
@@ -571,7 +572,11 @@ mod tests {
     fn malformed_paths_are_refused_with_a_reason() {
         let long_local = format!("<{}@example.org>", "a".repeat(65));
         let long_domain = format!("<a@{}.example>", "d".repeat(250));
-        let long_path = format!("<{}@{}.example>", "a".repeat(60), vec!["d".repeat(60); 4].join("."));
+        let long_path = format!(
+            "<{}@{}.example>",
+            "a".repeat(60),
+            vec!["d".repeat(60); 4].join(".")
+        );
         let cases: &[(&str, AddressError)] = &[
             ("joe@example.com", AddressError::Brackets),
             ("<joe@example.com", AddressError::Brackets),
@@ -615,7 +620,10 @@ mod tests {
             ("first.last", "first.last@example.org"),
             ("a!#$%&'*+-/=?^_`{|}~z", "a!#$%&'*+-/=?^_`{|}~z@example.org"),
             ("bob smith", r#""bob smith"@example.org"#),
-            ("ceo@fabrikam.com> ENVID=x", r#""ceo@fabrikam.com> ENVID=x"@example.org"#),
+            (
+                "ceo@fabrikam.com> ENVID=x",
+                r#""ceo@fabrikam.com> ENVID=x"@example.org"#,
+            ),
             (r#"a"b\c"#, r#""a\"b\\c"@example.org"#),
             ("", r#"""@example.org"#),
             (".joe", r#"".joe"@example.org"#),
@@ -671,9 +679,34 @@ mod tests {
     /// spaces, controls, non-ASCII.
     fn path_text() -> impl Strategy<Value = String> {
         let pieces = prop::sample::select(vec![
-            "a", "Z", "0", ".", "@", "\"", "\\", " ", "<", ">", "=", ":", ",", "[", "]", "-",
-            "+", "\t", "\u{7f}", "\0", "é", "example.org", "192.0.2.1", "IPv6:", "::1", "x:",
-            "postmaster", "ENVID=x",
+            "a",
+            "Z",
+            "0",
+            ".",
+            "@",
+            "\"",
+            "\\",
+            " ",
+            "<",
+            ">",
+            "=",
+            ":",
+            ",",
+            "[",
+            "]",
+            "-",
+            "+",
+            "\t",
+            "\u{7f}",
+            "\0",
+            "é",
+            "example.org",
+            "192.0.2.1",
+            "IPv6:",
+            "::1",
+            "x:",
+            "postmaster",
+            "ENVID=x",
         ]);
         prop::collection::vec(pieces, 0..24).prop_map(|pieces| pieces.concat())
     }

@@ -582,8 +582,8 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.hello(host, true),
             Request::Helo { host } => self.hello(host, false),
-            Request::Mail { from } => self.mail(from, path),
-            Request::Rcpt { to } => self.rcpt(to, path),
+            Request::Mail { from } => self.mail(&from, path),
+            Request::Rcpt { to } => self.rcpt(&to, path),
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,
@@ -667,7 +667,7 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<String>, path: Option<Path>) {
+    fn mail(&mut self, from: &smtp_proto::MailFrom<String>, path: Option<Path>) {
         let address = match path {
             Some(Path::Null) => None,
             Some(Path::Mailbox(mailbox)) => Some(mailbox),
@@ -701,7 +701,7 @@ impl Session {
         self.ask(Pending::Sender(sender.clone()), Event::Sender(sender));
     }
 
-    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, path: Option<Path>) {
+    fn rcpt(&mut self, to: &smtp_proto::RcptTo<String>, path: Option<Path>) {
         let Some(transaction) = &self.transaction else {
             return self.error(Reply::new(503, [5, 5, 1], "Need MAIL command first"));
         };
@@ -955,7 +955,7 @@ impl Session {
 }
 
 fn sender_from(
-    from: smtp_proto::MailFrom<String>,
+    from: &smtp_proto::MailFrom<String>,
     address: Option<Mailbox>,
     extended: bool,
 ) -> Result<MailFrom, Reply> {
@@ -1044,7 +1044,11 @@ fn path_start(line: &[u8]) -> Option<(usize, bool)> {
 }
 
 fn bad_sender(error: &AddressError) -> Reply {
-    Reply::new(501, [5, 1, 7], format!("Bad sender address syntax: {error}"))
+    Reply::new(
+        501,
+        [5, 1, 7],
+        format!("Bad sender address syntax: {error}"),
+    )
 }
 
 fn bad_recipient(error: &AddressError) -> Reply {

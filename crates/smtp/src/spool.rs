@@ -191,9 +191,9 @@ mod reverse_path {
         if text.is_empty() {
             return Ok(None);
         }
-        text.parse().map(Some).map_err(|e| {
-            serde::de::Error::custom(format_args!("address {text:?}: {e}"))
-        })
+        text.parse()
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format_args!("address {text:?}: {e}")))
     }
 }
 
@@ -849,12 +849,17 @@ mod tests {
         );
         assert_eq!(
             loaded.recipients.iter().map(written).collect::<Vec<_>>(),
-            [r#""bob smith"@example.org"#, "ann@example.net", "op@[192.0.2.1]"]
+            [
+                r#""bob smith"@example.org"#,
+                "ann@example.net",
+                "op@[192.0.2.1]"
+            ]
         );
         assert_eq!(loaded.attempts, 1);
-        let null = String::from_utf8(v1.to_vec())
-            .unwrap()
-            .replace(r#""sender":"ceo@fabrikam.com> ENVID=x@contoso.com""#, r#""sender":"""#);
+        let null = String::from_utf8(v1.to_vec()).unwrap().replace(
+            r#""sender":"ceo@fabrikam.com> ENVID=x@contoso.com""#,
+            r#""sender":"""#,
+        );
         fs::remove_file(spool.envelope_path(id)).unwrap();
         fs::write(spool.envelope_path(id), null).unwrap();
         assert_eq!(spool.envelope(id).unwrap().sender, None);
@@ -871,7 +876,10 @@ mod tests {
             .replace(r#"\"bob smith\""#, "bob smith");
         fs::remove_file(spool.envelope_path(id)).unwrap();
         fs::write(spool.envelope_path(id), unquoted).unwrap();
-        assert!(matches!(spool.envelope(id), Err(Error::DamagedEntry { .. })));
+        assert!(matches!(
+            spool.envelope(id),
+            Err(Error::DamagedEntry { .. })
+        ));
     }
 
     #[test]

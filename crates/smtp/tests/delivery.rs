@@ -364,7 +364,11 @@ async fn mx_delivery_goes_to_each_domains_hosts() {
     );
     assert_eq!(rcpts(&second_got), ["RCPT TO:<bob@B.example>"]);
     let kept = spool.envelope(id).unwrap();
-    assert_eq!(written(&kept.recipients), ["di@slow.example"], "waits for DNS");
+    assert_eq!(
+        written(&kept.recipients),
+        ["di@slow.example"],
+        "waits for DNS"
+    );
     let dsn = spool
         .list()
         .unwrap()

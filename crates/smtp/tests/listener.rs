@@ -91,7 +91,11 @@ async fn a_relay_client_gets_its_message_spooled() {
     assert_eq!(data, MESSAGE.as_bytes());
     assert_eq!(envelope.tenant, "contoso");
     assert_eq!(envelope.sender.unwrap().to_string(), "joe@example.com");
-    let recipients: Vec<String> = envelope.recipients.iter().map(ToString::to_string).collect();
+    let recipients: Vec<String> = envelope
+        .recipients
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(recipients, ["ann@example.net", "bob@example.org"]);
     assert!(envelope.eight_bit_mime);
     assert_eq!(envelope.attempts, 0);
