@@ -1039,6 +1039,12 @@ fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
         log.contains("delivery: to the recipients' MX hosts"),
         "{log}"
     );
+    // An MX hop's attempt names the host beside its address.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("delivery attempt") && l.contains("host=mx.example.org.")),
+        "{log}"
+    );
     wait_for(
         Duration::from_secs(10),
         "the bounce for the missing domain",

@@ -445,7 +445,7 @@ async fn route(
             to = %to.join(","),
             next_hop = %hop.address,
             // An MX host's name; a smart host is named by `next_hop` already.
-            host = hop.name.as_deref(),
+            host = hop.name.as_deref().map(tracing::field::display),
             delivered = count(|o| matches!(o, RecipientOutcome::Delivered)),
             deferred = count(|o| matches!(o, RecipientOutcome::Deferred(_))),
             failed = count(|o| matches!(o, RecipientOutcome::Failed(_))),
