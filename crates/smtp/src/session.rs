@@ -996,20 +996,14 @@ fn split_path(line: &[u8]) -> Result<(Vec<u8>, Option<Path>), Reply> {
     let Some((start, sender)) = path_start(line) else {
         return Ok((line.to_vec(), None));
     };
-    let refuse = |error: &AddressError| {
+    let refuse = |error: &dyn fmt::Display| {
         if sender {
             bad_sender(error)
         } else {
             bad_recipient(error)
         }
     };
-    let text = std::str::from_utf8(&line[start..]).map_err(|_| {
-        Reply::new(
-            501,
-            [5, 5, 2],
-            "Command line is not UTF-8 after the address's start",
-        )
-    })?;
+    let text = std::str::from_utf8(&line[start..]).map_err(|_| refuse(&"not UTF-8"))?;
     let (path, rest) = Path::parse(text).map_err(|e| refuse(&e))?;
     let mut framed = Vec::with_capacity(start + 2 + rest.len());
     framed.extend_from_slice(&line[..start]);
@@ -1043,7 +1037,7 @@ fn path_start(line: &[u8]) -> Option<(usize, bool)> {
     (line.get(at) == Some(&b'<')).then_some((at, sender))
 }
 
-fn bad_sender(error: &AddressError) -> Reply {
+fn bad_sender(error: &dyn fmt::Display) -> Reply {
     Reply::new(
         501,
         [5, 1, 7],
@@ -1051,7 +1045,7 @@ fn bad_sender(error: &AddressError) -> Reply {
     )
 }
 
-fn bad_recipient(error: &AddressError) -> Reply {
+fn bad_recipient(error: &dyn fmt::Display) -> Reply {
     Reply::new(
         501,
         [5, 1, 3],

@@ -875,6 +875,10 @@ fn addresses_that_cannot_be_written_back_are_refused_with_a_reason() {
             "RCPT TO:<\"jöe\"@example.org>",
             "553 5.6.7 Non-ASCII address requires SMTPUTF8",
         ),
+        (
+            "RCPT TO:<j\u{fffd}e@example.org>",
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8",
+        ),
     ];
     let mut session = greeted(SessionConfig {
         max_errors: 100,
@@ -888,6 +892,11 @@ fn addresses_that_cannot_be_written_back_are_refused_with_a_reason() {
             outcome.replies
         );
     }
+    let outcome = exchange(&mut session, b"RCPT TO:<j\xf6e@example.org>\r\n");
+    assert_eq!(
+        outcome.replies,
+        ["501 5.1.3 Bad recipient address syntax: not UTF-8\r\n"]
+    );
 }
 
 /// RFC 5321 section 4.5.1: `<Postmaster>` is always a valid recipient; it is this server's
