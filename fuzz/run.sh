@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target for a while: bash fuzz/run.sh TARGET [SECONDS]
-# Targets: see [[bin]] in fuzz/Cargo.toml (dns_query, smtp_session, smtp_data_reader, verifier_*).
+# Targets: see [[bin]] in fuzz/Cargo.toml (dns_query, smtp_session, smtp_address,
+# smtp_data_reader, verifier_*).
 #
 # This is `cargo fuzz run`, spelled out: cargo-fuzz cannot pass --ignore-rust-version, which the
 # verifier's dependency mail-parser 1.0 needs (it declares rustc 1.98). Needs a nightly

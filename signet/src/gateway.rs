@@ -15,7 +15,7 @@ use signet_smtp::delivery::{Fresh, Route};
 use signet_smtp::spool::{Envelope, QueueId, Spool};
 use signet_smtp::{
     Admission, AuthAvailability, Client, Counter, Counters, Credentials, Listener, ListenerConfig,
-    MailFrom, Policy, RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
+    MailFrom, Mailbox, Policy, RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -197,9 +197,9 @@ impl Policy for ConnectorPolicy {
         &self,
         client: &Client,
         sender: &MailFrom,
-        _recipient: &RcptTo,
+        recipient: &RcptTo,
     ) -> Result<(), Reply> {
-        admit_recipient(&self.service, client, sender).await
+        admit_recipient(&self.service, client, sender, &recipient.address).await
     }
 }
 
@@ -263,18 +263,22 @@ impl Policy for SubmissionPolicy {
         &self,
         client: &Client,
         sender: &MailFrom,
-        _recipient: &RcptTo,
+        recipient: &RcptTo,
     ) -> Result<(), Reply> {
-        admit_recipient(&self.service, client, sender).await
+        admit_recipient(&self.service, client, sender, &recipient.address).await
     }
 }
 
-/// The rule both listeners share at RCPT: no tenant, no relaying; and the sender's domain must
-/// be one the tenant has accepted (`docs/reference.md`, "Which mail is signed", case 3).
+/// The rule both listeners share at RCPT: no tenant, no relaying; the sender's domain must be
+/// one the tenant has accepted (`docs/reference.md`, "Which mail is signed", case 3); and the
+/// recipient's domain must be a name (an address literal has no MX to route by, nor a domain to
+/// sign for). The domains are the parsed mailboxes' (`Mailbox::domain`), whatever their local
+/// parts hold.
 async fn admit_recipient(
     service: &Signet,
     client: &Client,
     sender: &MailFrom,
+    recipient: &Mailbox,
 ) -> Result<(), Reply> {
     let Some(tenant) = client.tenant.as_deref() else {
         return Err(Reply::new(
@@ -283,12 +287,23 @@ async fn admit_recipient(
             format!("Relaying denied: {} matches no connector", client.peer.ip()),
         ));
     };
-    if sender.address.is_empty() {
-        return Ok(()); // bounces carry the null sender
+    if recipient.domain().name().is_none() {
+        return Err(Reply::new(
+            550,
+            [5, 1, 2],
+            format!(
+                "Address literals are not relayed: write to a domain, not {}",
+                recipient.domain()
+            ),
+        ));
     }
-    let domain = sender.address.rsplit_once('@').map_or("", |(_, d)| d);
-    let accepted = match (domain.parse::<DomainName>(), tenant.parse::<TenantName>()) {
-        (Ok(domain), Ok(tenant)) => service
+    let Some(sender) = &sender.address else {
+        return Ok(()); // bounces carry the null sender
+    };
+    let domain = sender.domain();
+    let name = domain.name().map(str::parse::<DomainName>);
+    let accepted = match (name, tenant.parse::<TenantName>()) {
+        (Some(Ok(domain)), Ok(tenant)) => service
             .accepts(&tenant, &domain)
             .await
             .map_err(|e| temporary(&e))?,
@@ -325,7 +340,7 @@ impl Sink for SigningSink {
         let recipients: Vec<DomainName> = message
             .recipients
             .iter()
-            .filter_map(|r| r.address.rsplit_once('@').and_then(|(_, d)| d.parse().ok()))
+            .filter_map(|r| r.address.domain().name().and_then(|d| d.parse().ok()))
             .collect();
         let outcome = self
             .service
@@ -340,7 +355,13 @@ impl Sink for SigningSink {
                 AppError::Refused(why) => Reply::new(550, [5, 7, 1], why),
                 other => temporary(&other),
             })?;
-        let received = received_line(&message.helo, client.peer, &self.hostname);
+        let received = received_line(
+            &message.helo,
+            client.peer,
+            &self.hostname,
+            protocol(message.extended, client.tls, client.username.is_some()),
+            time::OffsetDateTime::now_utc(),
+        );
         let (data, signed_as) = match outcome {
             SignOutcome::Signed {
                 header,
@@ -384,7 +405,8 @@ impl Sink for SigningSink {
         .await
         .map_err(|_| Reply::new(451, [4, 3, 0], "Temporary local problem, try again"))?
         .map_err(|e| e.reply())?;
-        info!(%id, %tenant, from = %message.sender.address, rcpts = message.recipients.len(), "accepted, {signed_as}");
+        let from = message.sender.address.as_ref().map(ToString::to_string);
+        info!(%id, %tenant, from = from.unwrap_or_default(), rcpts = message.recipients.len(), "accepted, {signed_as}");
         // The worker gets the message as stored, so it need not read it back; a stopped worker
         // finds it in the spool on restart.
         let _ = self.fresh.send(Fresh {
@@ -400,14 +422,62 @@ fn temporary(error: &AppError) -> Reply {
     Reply::new(451, [4, 3, 0], "Temporary local problem, try again")
 }
 
-/// `Received: from HELO ([IP]) by HOST (signet) with ESMTP; DATE` (RFC 5321 section 4.4).
-fn received_line(helo: &str, peer: SocketAddr, hostname: &str) -> String {
-    let date = time::OffsetDateTime::now_utc()
+/// `Received: from HELO ([IP]) by HOST (signet) with PROTOCOL; DATE` (RFC 5321 section 4.4).
+fn received_line(
+    helo: &str,
+    peer: SocketAddr,
+    hostname: &str,
+    protocol: &str,
+    now: time::OffsetDateTime,
+) -> String {
+    let date = now
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default();
     let helo: String = helo.chars().filter(char::is_ascii_graphic).collect();
     format!(
-        "Received: from {helo} ([{}])\r\n\tby {hostname} (signet) with ESMTP;\r\n\t{date}\r\n",
+        "Received: from {helo} ([{}])\r\n\tby {hostname} (signet) with {protocol};\r\n\t{date}\r\n",
         peer.ip()
     )
+}
+
+/// The `with` keyword of `Received:`: SMTP after HELO, ESMTP after EHLO, with `S` for TLS and
+/// `A` for AUTH (RFC 3848).
+fn protocol(extended: bool, tls: bool, authenticated: bool) -> &'static str {
+    match (extended, tls, authenticated) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, true, false) => "ESMTPS",
+        (true, false, true) => "ESMTPA",
+        (true, true, true) => "ESMTPSA",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_names_the_protocol_as_rfc_3848_does() {
+        let cases = [
+            ((false, false, false), "SMTP"),
+            ((true, false, false), "ESMTP"),
+            ((true, true, false), "ESMTPS"),
+            ((true, false, true), "ESMTPA"),
+            ((true, true, true), "ESMTPSA"),
+        ];
+        for ((extended, tls, authenticated), expected) in cases {
+            assert_eq!(protocol(extended, tls, authenticated), expected);
+        }
+        let line = received_line(
+            "client.example",
+            "192.0.2.7:4567".parse().unwrap(),
+            "signet.test",
+            "ESMTPSA",
+            time::macros::datetime!(2026-12-04 15:00 UTC),
+        );
+        assert_eq!(
+            line,
+            "Received: from client.example ([192.0.2.7])\r\n\tby signet.test (signet) with ESMTPSA;\r\n\tFri, 04 Dec 2026 15:00:00 +0000\r\n"
+        );
+    }
 }

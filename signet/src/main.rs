@@ -694,16 +694,17 @@ fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
             let mut rows = Vec::new();
             for id in spool.list()? {
                 let Ok(e) = spool.envelope(id) else { continue };
-                let sender = if e.sender.is_empty() {
-                    "<>".to_string()
-                } else {
-                    e.sender.clone()
-                };
+                let sender = e
+                    .sender
+                    .as_ref()
+                    .map_or_else(|| "<>".to_string(), ToString::to_string);
+                let recipients: Vec<String> =
+                    e.recipients.iter().map(ToString::to_string).collect();
                 rows.push(vec![
                     id.to_string(),
                     e.tenant.clone(),
                     sender,
-                    e.recipients.join(" "),
+                    recipients.join(" "),
                     e.attempts.to_string(),
                     when(e.next_attempt),
                 ]);
@@ -720,8 +721,15 @@ fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
             println!(
                 "Id          : {id}\nTenant      : {}\nFrom        : <{}>\nTo          : {}\nReceived    : {}\nAttempts    : {}\nNextAttempt : {}\n",
                 e.tenant,
-                e.sender,
-                e.recipients.join(", "),
+                e.sender
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                e.recipients
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 when(e.received_at),
                 e.attempts,
                 when(e.next_attempt)

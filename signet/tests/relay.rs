@@ -231,7 +231,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
         "{text}"
     );
     assert!(
-        text.contains("by signet.test (signet) with ESMTP"),
+        text.contains("by signet.test (signet) with ESMTP;"),
         "{text}"
     );
     assert_eq!(
@@ -270,6 +270,8 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
     ] {
         assert!(attempt.contains(part), "{part} missing: {attempt}");
     }
+    // A smart host has no MX name: no empty `host=""` beside its `next_hop`.
+    assert!(!attempt.contains("host="), "{attempt}");
 }
 
 #[test]
@@ -440,6 +442,8 @@ fn submission_needs_tls_and_a_login_then_signs() {
     for delivered in dumped(relay.sink_dir.path()) {
         let text = String::from_utf8_lossy(&delivered);
         assert!(text.contains("d=contoso.dkim.example.net;"), "{text}");
+        // RFC 3848: over TLS (S) after AUTH (A).
+        assert!(text.contains("(signet) with ESMTPSA;"), "{text}");
         assert_eq!(
             verify_through_dns(relay.dns_port, &delivered),
             "pass",
@@ -1035,6 +1039,12 @@ fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
         log.contains("delivery: to the recipients' MX hosts"),
         "{log}"
     );
+    // An MX hop's attempt names the host beside its address.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("delivery attempt") && l.contains("host=mx.example.org.")),
+        "{log}"
+    );
     wait_for(
         Duration::from_secs(10),
         "the bounce for the missing domain",
@@ -1062,4 +1072,108 @@ fn without_a_smart_host_mail_goes_to_the_recipients_mx() {
         || dumped(gateway.sink_dir.path()).len() == 2,
     );
     assert!(!gateway.server.log_text().contains("deferred:"));
+}
+
+/// One transaction by hand on a fresh relay session: the replies from the greeting to QUIT.
+fn transaction(port: u16, from: &str, to: &str, subject: &str) -> Vec<String> {
+    converse(
+        port,
+        &[
+            "EHLO app.contoso.com",
+            &format!("MAIL FROM:{from}"),
+            &format!("RCPT TO:{to}"),
+            "DATA",
+            &format!(
+                "From: Joe <joe@contoso.com>\r\nTo: someone\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n."
+            ),
+            "QUIT",
+        ],
+    )
+}
+
+/// Issue 14, defect 1: quoted local parts used to lose their quotes on the way out, so that
+/// `"ceo@fabrikam.com> ENVID=x"@contoso.com` (accepted for contoso) reached the next hop as
+/// `MAIL FROM:<ceo@fabrikam.com> ENVID=x@contoso.com>`. smtp-sink records the next hop's raw
+/// MAIL and RCPT arguments (`X-Mail-Args`, `X-Rcpt-Args`): they must be the quoted forms.
+#[test]
+fn quoted_addresses_reach_the_next_hop_quoted() {
+    let relay = relay();
+    let (signet, sink_dir, port) = (&relay.signet, &relay.sink_dir, relay.relay_port);
+    allow_loopback(signet);
+    let cases = [
+        // (MAIL FROM, RCPT TO, subject, what the next hop must see in MAIL, in RCPT)
+        (
+            r#"<"ceo@fabrikam.com> ENVID=x"@contoso.com>"#,
+            "<ann@example.org>",
+            "sender injection",
+            r#"<"ceo@fabrikam.com> ENVID=x"@contoso.com>"#,
+            "<ann@example.org>",
+        ),
+        (
+            "<joe@contoso.com>",
+            r#"<"ann@example.net> ORCPT=rfc822;x"@contoso.com>"#,
+            "recipient injection",
+            "<joe@contoso.com>",
+            r#"<"ann@example.net> ORCPT=rfc822;x"@contoso.com>"#,
+        ),
+        (
+            "<joe@contoso.com>",
+            r#"<"bob smith"@example.org>"#,
+            "a space",
+            "<joe@contoso.com>",
+            r#"<"bob smith"@example.org>"#,
+        ),
+        (
+            r#"<"joe"@contoso.com>"#,
+            "<Postmaster>",
+            "postmaster",
+            "<joe@contoso.com>",
+            "<postmaster@signet.test>",
+        ),
+    ];
+    for (from, to, subject, _, _) in cases {
+        let replies = transaction(port, from, to, subject);
+        let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+        assert_eq!(
+            codes,
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{replies:?}"
+        );
+    }
+    // An address literal is valid syntax, refused by policy (not with a syntax error).
+    let literal = transaction(port, "<joe@contoso.com>", "<bob@[192.0.2.1]>", "literal");
+    assert!(
+        literal[3].starts_with("550 5.1.2 Address literals"),
+        "{literal:?}"
+    );
+
+    wait_for(Duration::from_secs(10), "the messages at the sink", || {
+        dumped(sink_dir.path()).len() == cases.len()
+    });
+    let dumps: Vec<String> = dumped(sink_dir.path())
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).replace("\r\n", "\n"))
+        .collect();
+    for (_, _, subject, mail, rcpt) in cases {
+        let dump = dumps
+            .iter()
+            .find(|d| d.contains(&format!("\nSubject: {subject}\n")))
+            .unwrap_or_else(|| panic!("{subject}: not delivered: {dumps:?}"));
+        let header = |name: &str| {
+            dump.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{subject}: no {name} in {dump}"))
+                .to_string()
+        };
+        assert_eq!(header("X-Mail-Args: "), mail, "{subject}");
+        assert_eq!(header("X-Rcpt-Args: "), rcpt, "{subject}");
+        let signed = signed_as(dump.as_bytes());
+        if subject == "recipient injection" {
+            // Quoted, the recipient is what it always was: a contoso.com mailbox, so the
+            // message stays inside the organisation (unsigned) and never goes to example.net.
+            assert_eq!(signed, None, "{dump}");
+        } else {
+            assert!(signed.is_some(), "{subject}: unsigned: {dump}");
+        }
+    }
 }

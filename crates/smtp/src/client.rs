@@ -21,6 +21,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use zeroize::Zeroizing;
 
+use crate::address::Mailbox;
+
 /// How to reach the next hop.
 #[derive(Clone)]
 pub struct NextHop {
@@ -198,12 +200,12 @@ pub async fn send(
     next_hop: &NextHop,
     pool: &ConnectionPool,
     helo: &str,
-    sender: &str,
-    recipients: &[String],
+    sender: Option<&Mailbox>,
+    recipients: &[Mailbox],
     message: &[u8],
     eight_bit: bool,
     timeout: Duration,
-) -> Vec<(String, RecipientOutcome)> {
+) -> Vec<(Mailbox, RecipientOutcome)> {
     match tokio::time::timeout(
         timeout * 4,
         transaction(
@@ -229,7 +231,7 @@ enum Failure {
     Stale(String),
 }
 
-fn all(recipients: &[String], why: &Failure) -> Vec<(String, RecipientOutcome)> {
+fn all(recipients: &[Mailbox], why: &Failure) -> Vec<(Mailbox, RecipientOutcome)> {
     recipients
         .iter()
         .map(|r| {
@@ -272,12 +274,12 @@ async fn transaction(
     next_hop: &NextHop,
     pool: &ConnectionPool,
     helo: &str,
-    sender: &str,
-    recipients: &[String],
+    sender: Option<&Mailbox>,
+    recipients: &[Mailbox],
     message: &[u8],
     eight_bit: bool,
     timeout: Duration,
-) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
+) -> Result<Vec<(Mailbox, RecipientOutcome)>, Failure> {
     let key = next_hop.pool_key();
     if let Some(mut session) = pool.take(&key) {
         match session
@@ -541,16 +543,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         extensions: &str,
         reset: bool,
-        sender: &str,
-        recipients: &[String],
+        sender: Option<&Mailbox>,
+        recipients: &[Mailbox],
         message: &[u8],
         eight_bit: bool,
-    ) -> Result<Vec<(String, RecipientOutcome)>, Failure> {
+    ) -> Result<Vec<(Mailbox, RecipientOutcome)>, Failure> {
         let body = if eight_bit && offers(extensions, "8BITMIME") {
             " BODY=8BITMIME"
         } else {
             ""
         };
+        // Mailbox's Display quotes the local part where RFC 5321 requires: nothing a client
+        // quoted can end the path or add a parameter here.
+        let sender = sender.map(ToString::to_string).unwrap_or_default();
         let mail_from = format!("MAIL FROM:<{sender}>{body}");
         let (mail, rcpts, data) = if offers(extensions, "PIPELINING") {
             self.pipelined(reset, &mail_from, recipients).await?
@@ -561,7 +566,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if mail.code != 250 {
             return Err(mail.failure(&peer, "MAIL FROM"));
         }
-        let mut outcomes: Vec<(String, RecipientOutcome)> = recipients
+        let mut outcomes: Vec<(Mailbox, RecipientOutcome)> = recipients
             .iter()
             .zip(rcpts)
             .map(|(recipient, reply)| {
@@ -619,7 +624,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         reset: bool,
         mail_from: &str,
-        recipients: &[String],
+        recipients: &[Mailbox],
     ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
         let mut batch = String::new();
         if reset {
@@ -660,7 +665,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         reset: bool,
         mail_from: &str,
-        recipients: &[String],
+        recipients: &[Mailbox],
     ) -> Result<(Reply, Vec<Reply>, Option<Reply>), Failure> {
         if reset
             && !self

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::address::Mailbox;
 use crate::client::{ConnectionPool, NextHop, NextHopTls, RecipientOutcome, send};
 use crate::counters::{Counter, Counters};
 use crate::spool::{Envelope, QueueId, Spool};
@@ -310,7 +311,7 @@ async fn load(spool: &Arc<Spool>, id: QueueId) -> Option<(Envelope, Vec<u8>)> {
 struct Outcome {
     envelope: Envelope,
     message: Arc<Vec<u8>>,
-    deferred: Vec<String>,
+    deferred: Vec<Mailbox>,
     failed: Vec<Failed>,
     at: SystemTime,
 }
@@ -381,13 +382,11 @@ async fn settle(spool: &Arc<Spool>, id: QueueId, outcome: Outcome, config: &Deli
                 counters.count(Counter::Bounced);
                 warn!(%id, recipient = %f.recipient, "failed: {}", f.reason);
             }
-            if envelope.sender.is_empty() {
-                warn!(%id, "a bounce could not be delivered; it is dropped, as bounces are never bounced");
-            } else {
+            if let Some(sender) = &envelope.sender {
                 let report = dsn(&envelope, &message, &failed, &hostname, now);
                 let bounce = Envelope {
-                    sender: String::new(),
-                    recipients: vec![envelope.sender.clone()],
+                    sender: None,
+                    recipients: vec![sender.clone()],
                     tenant: envelope.tenant.clone(),
                     received_at: now,
                     attempts: 0,
@@ -396,7 +395,9 @@ async fn settle(spool: &Arc<Spool>, id: QueueId, outcome: Outcome, config: &Deli
                     smtputf8: false,
                 };
                 let bounce_id = spool.store(&bounce, &report)?;
-                info!(%id, %bounce_id, "DSN queued for {}", envelope.sender);
+                info!(%id, %bounce_id, "DSN queued for {sender}");
+            } else {
+                warn!(%id, "a bounce could not be delivered; it is dropped, as bounces are never bounced");
             }
         }
         if deferred.is_empty() {
@@ -420,13 +421,13 @@ async fn route(
     config: &DeliveryConfig,
     envelope: &Envelope,
     message: &[u8],
-) -> Vec<(String, RecipientOutcome)> {
-    let transaction = |hop: NextHop, recipients: Vec<String>| async move {
+) -> Vec<(Mailbox, RecipientOutcome)> {
+    let transaction = |hop: NextHop, recipients: Vec<Mailbox>| async move {
         let outcomes = send(
             &hop,
             &config.connections,
             &config.hostname,
-            &envelope.sender,
+            envelope.sender.as_ref(),
             &recipients,
             message,
             envelope.eight_bit_mime,
@@ -436,13 +437,15 @@ async fn route(
         let count = |wanted: fn(&RecipientOutcome) -> bool| {
             outcomes.iter().filter(|(_, o)| wanted(o)).count()
         };
+        let to: Vec<String> = recipients.iter().map(ToString::to_string).collect();
         info!(
             %id,
             tenant = %envelope.tenant,
-            from = %envelope.sender,
-            to = %recipients.join(","),
+            from = %envelope.sender.as_ref().map(ToString::to_string).unwrap_or_default(),
+            to = %to.join(","),
             next_hop = %hop.address,
-            host = hop.name.as_deref().unwrap_or(""),
+            // An MX host's name; a smart host is named by `next_hop` already.
+            host = hop.name.as_deref().map(tracing::field::display),
             delivered = count(|o| matches!(o, RecipientOutcome::Delivered)),
             deferred = count(|o| matches!(o, RecipientOutcome::Deferred(_))),
             failed = count(|o| matches!(o, RecipientOutcome::Failed(_))),
@@ -464,13 +467,10 @@ async fn route(
 }
 
 /// Recipients grouped by domain (case-insensitive), in their first-seen order.
-fn by_domain(recipients: &[String]) -> Vec<(String, Vec<String>)> {
-    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+fn by_domain(recipients: &[Mailbox]) -> Vec<(String, Vec<Mailbox>)> {
+    let mut groups: Vec<(String, Vec<Mailbox>)> = Vec::new();
     for recipient in recipients {
-        let domain = recipient
-            .rsplit_once('@')
-            .map_or("", |(_, d)| d)
-            .to_ascii_lowercase();
+        let domain = recipient.domain().to_string().to_ascii_lowercase();
         match groups.iter_mut().find(|(d, _)| *d == domain) {
             Some((_, group)) => group.push(recipient.clone()),
             None => groups.push((domain, vec![recipient.clone()])),
@@ -484,14 +484,14 @@ fn by_domain(recipients: &[String]) -> Vec<(String, Vec<String>)> {
 async fn to_mx<F, Fut>(
     answer: MxAnswer,
     domain: &str,
-    recipients: Vec<String>,
+    recipients: Vec<Mailbox>,
     port: u16,
     tls: &NextHopTls,
     transaction: &F,
-) -> Vec<(String, RecipientOutcome)>
+) -> Vec<(Mailbox, RecipientOutcome)>
 where
-    F: Fn(NextHop, Vec<String>) -> Fut,
-    Fut: std::future::Future<Output = Vec<(String, RecipientOutcome)>>,
+    F: Fn(NextHop, Vec<Mailbox>) -> Fut,
+    Fut: std::future::Future<Output = Vec<(Mailbox, RecipientOutcome)>>,
 {
     let every = |outcome: RecipientOutcome| {
         recipients
@@ -530,7 +530,7 @@ where
 /// A recipient given up on, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
-    pub recipient: String,
+    pub recipient: Mailbox,
     pub reason: String,
     /// The next hop refused it (5xx); otherwise it expired in the queue.
     pub permanent: bool,
@@ -555,7 +555,9 @@ pub fn dsn(
         out,
         "From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>\r\n"
     );
-    let _ = write!(out, "To: <{}>\r\n", envelope.sender);
+    if let Some(sender) = &envelope.sender {
+        let _ = write!(out, "To: <{sender}>\r\n");
+    }
     out.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
     out.push_str("Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n");
     let _ = write!(
@@ -631,8 +633,8 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
-            sender: "joe@contoso.com".into(),
-            recipients: vec!["ann@example.org".into()],
+            sender: Some("joe@contoso.com".parse().unwrap()),
+            recipients: vec!["ann@example.org".parse().unwrap()],
             tenant: "contoso".into(),
             received_at: SystemTime::UNIX_EPOCH,
             attempts: 0,

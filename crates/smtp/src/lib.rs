@@ -4,7 +4,9 @@
 //! bytes a client sent and returns [`Event`]s — replies to write, and questions (this sender?
 //! this recipient? these credentials? this message?) that the caller answers. [`listener`]
 //! moves bytes between a socket and a session and asks a [`Policy`] and a [`Sink`] those
-//! questions; [`Spool`] stores accepted messages durably before the `250` goes out.
+//! questions; [`Spool`] stores accepted messages durably before the `250` goes out. Envelope
+//! addresses are [`Mailbox`] values from the session to the next hop ([`address`]): parsed once,
+//! written back quoted exactly where RFC 5321 requires.
 //!
 //! ```
 //! use signet_smtp::{Event, Session, SessionConfig};
@@ -16,7 +18,7 @@
 //!     match event {
 //!         Event::Reply(reply) => replies.push(reply.code()),
 //!         Event::Sender(sender) => {
-//!             assert_eq!(sender.address, "joe@example.com");
+//!             assert_eq!(sender.address.unwrap().to_string(), "joe@example.com");
 //!             session.accept();
 //!         }
 //!         other => panic!("unexpected {other:?}"),
@@ -25,6 +27,7 @@
 //! assert_eq!(replies, [220, 250, 250]);
 //! ```
 
+pub mod address;
 pub mod client;
 pub mod counters;
 pub mod data;
@@ -35,6 +38,7 @@ mod reply;
 mod session;
 pub mod spool;
 
+pub use address::{AddressError, Domain, Mailbox};
 pub use counters::{Counter, Counters};
 pub use error::Error;
 pub use listener::{Admission, Client, Listener, ListenerConfig, Policy, Sink, SpoolSink};

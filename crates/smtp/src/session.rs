@@ -21,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use smtp_proto::Request;
 use zeroize::Zeroizing;
 
+use crate::address::{AddressError, Domain, Mailbox, Path};
 use crate::data::{DataProblem, DataReader, check_text};
 use crate::reply::Reply;
 
@@ -77,8 +78,8 @@ pub enum AuthAvailability {
 /// A `MAIL FROM` the session parsed and checked for syntax and limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailFrom {
-    /// The reverse path; empty for the null sender `<>`.
-    pub address: String,
+    /// The reverse path; `None` for the null sender `<>`.
+    pub address: Option<Mailbox>,
     /// The client's `SIZE=` declaration.
     pub size: Option<usize>,
     /// The client's `BODY=` declaration.
@@ -100,8 +101,9 @@ pub enum Body {
 /// A `RCPT TO` the session parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcptTo {
-    /// The forward path.
-    pub address: String,
+    /// The forward path. `<Postmaster>` without a domain arrives as `postmaster@` the
+    /// session's hostname (RFC 5321 section 4.5.1).
+    pub address: Mailbox,
 }
 
 /// The SASL mechanisms the session speaks.
@@ -142,6 +144,8 @@ impl fmt::Debug for Credentials {
 pub struct ReceivedMessage {
     /// The name the client gave in HELO/EHLO.
     pub helo: String,
+    /// The client said EHLO, not HELO (`with ESMTP` rather than `with SMTP` in `Received:`).
+    pub extended: bool,
     /// The envelope sender.
     pub sender: MailFrom,
     /// The accepted recipients, in order.
@@ -547,14 +551,15 @@ impl Session {
     }
 
     fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) {
-        let helo = self
+        let (helo, extended) = self
             .helo
             .as_ref()
-            .map(|helo| helo.name.clone())
+            .map(|helo| (helo.name.clone(), helo.extended))
             .unwrap_or_default();
         self.phase = Phase::AwaitingDecision(Pending::Message);
         self.events.push_back(Event::Message(ReceivedMessage {
             helo,
+            extended,
             sender: transaction.sender,
             recipients: transaction.recipients,
             data,
@@ -562,7 +567,10 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8]) {
-        let mut framed = line.to_vec();
+        let (mut framed, path) = match split_path(line) {
+            Ok(split) => split,
+            Err(reply) => return self.error(reply),
+        };
         framed.extend_from_slice(b"\r\n");
         let request = match Request::parse(&mut framed.iter()) {
             Ok(request) => request.into_owned(),
@@ -574,8 +582,8 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.hello(host, true),
             Request::Helo { host } => self.hello(host, false),
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Mail { from } => self.mail(&from, path),
+            Request::Rcpt { to } => self.rcpt(&to, path),
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,
@@ -659,7 +667,13 @@ impl Session {
         }
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<String>) {
+    fn mail(&mut self, from: &smtp_proto::MailFrom<String>, path: Option<Path>) {
+        let address = match path {
+            Some(Path::Null) => None,
+            Some(Path::Mailbox(mailbox)) => Some(mailbox),
+            Some(Path::Postmaster) => return self.error(bad_sender(&AddressError::NoDomain)),
+            None => return self.error(bad_sender(&AddressError::Brackets)),
+        };
         let extended = match &self.helo {
             None => return self.error(Reply::new(503, [5, 5, 1], "Send HELO/EHLO first")),
             Some(helo) => helo.extended,
@@ -667,7 +681,7 @@ impl Session {
         if self.transaction.is_some() {
             return self.error(Reply::new(503, [5, 5, 1], "Nested MAIL command"));
         }
-        let sender = match sender_from(from, extended) {
+        let sender = match sender_from(from, address, extended) {
             Ok(sender) => sender,
             Err(reply) => return self.error(reply),
         };
@@ -677,7 +691,7 @@ impl Session {
         {
             return self.reply(problem_reply(DataProblem::TooLarge));
         }
-        if !sender.smtputf8 && !sender.address.is_ascii() {
+        if !sender.smtputf8 && !sender.address.as_ref().is_none_or(Mailbox::is_ascii) {
             return self.reply(Reply::new(
                 553,
                 [5, 6, 7],
@@ -687,7 +701,7 @@ impl Session {
         self.ask(Pending::Sender(sender.clone()), Event::Sender(sender));
     }
 
-    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) {
+    fn rcpt(&mut self, to: &smtp_proto::RcptTo<String>, path: Option<Path>) {
         let Some(transaction) = &self.transaction else {
             return self.error(Reply::new(503, [5, 5, 1], "Need MAIL command first"));
         };
@@ -697,22 +711,34 @@ impl Session {
         if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
             return self.error(Reply::new(555, [5, 5, 4], "Unsupported RCPT parameter"));
         }
-        if to.address.is_empty() {
-            return self.error(Reply::new(501, [5, 1, 3], "Bad recipient address syntax"));
-        }
+        let address = match path {
+            Some(Path::Mailbox(mailbox)) => mailbox,
+            Some(Path::Postmaster) => {
+                match Mailbox::new("postmaster", Domain::Name(self.config.hostname.clone())) {
+                    Ok(postmaster) => postmaster,
+                    Err(_) => {
+                        return self.reply(Reply::new(
+                            550,
+                            [5, 1, 1],
+                            "No postmaster here: the server's hostname is not a domain",
+                        ));
+                    }
+                }
+            }
+            Some(Path::Null) => return self.error(bad_recipient(&AddressError::NoDomain)),
+            None => return self.error(bad_recipient(&AddressError::Brackets)),
+        };
         if transaction.recipients.len() >= self.config.max_recipients {
             return self.reply(Reply::new(452, [4, 5, 3], "Too many recipients"));
         }
-        if !transaction.sender.smtputf8 && !to.address.is_ascii() {
+        if !transaction.sender.smtputf8 && !address.is_ascii() {
             return self.reply(Reply::new(
                 553,
                 [5, 6, 7],
                 "Non-ASCII address requires SMTPUTF8",
             ));
         }
-        let recipient = RcptTo {
-            address: to.address,
-        };
+        let recipient = RcptTo { address };
         self.ask(
             Pending::Recipient(recipient.clone()),
             Event::Recipient(recipient),
@@ -928,7 +954,11 @@ impl Session {
     }
 }
 
-fn sender_from(from: smtp_proto::MailFrom<String>, extended: bool) -> Result<MailFrom, Reply> {
+fn sender_from(
+    from: &smtp_proto::MailFrom<String>,
+    address: Option<Mailbox>,
+    extended: bool,
+) -> Result<MailFrom, Reply> {
     const SUPPORTED: u64 =
         smtp_proto::MAIL_BODY_7BIT | smtp_proto::MAIL_BODY_8BITMIME | smtp_proto::MAIL_SMTPUTF8;
     let unsupported = from.flags & !SUPPORTED != 0
@@ -951,11 +981,76 @@ fn sender_from(from: smtp_proto::MailFrom<String>, extended: bool) -> Result<Mai
         Body::SevenBit
     };
     Ok(MailFrom {
-        address: from.address,
+        address,
         size: (from.size != 0).then_some(from.size),
         body,
         smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
     })
+}
+
+/// Reads the path of a `MAIL FROM:` or `RCPT TO:` line with [`Path::parse`] and puts `<>` in its
+/// place: smtp-proto then reads the command and its parameters, but never the path (its reader
+/// drops quotes, so `"a>b"@x` would come out as `a>b@x`, and refuses `<Postmaster>` and address
+/// literals). Other lines pass through as they are.
+fn split_path(line: &[u8]) -> Result<(Vec<u8>, Option<Path>), Reply> {
+    let Some((start, sender)) = path_start(line) else {
+        return Ok((line.to_vec(), None));
+    };
+    let refuse = |error: &dyn fmt::Display| {
+        if sender {
+            bad_sender(error)
+        } else {
+            bad_recipient(error)
+        }
+    };
+    let text = std::str::from_utf8(&line[start..]).map_err(|_| refuse(&"not UTF-8"))?;
+    let (path, rest) = Path::parse(text).map_err(|e| refuse(&e))?;
+    let mut framed = Vec::with_capacity(start + 2 + rest.len());
+    framed.extend_from_slice(&line[..start]);
+    framed.extend_from_slice(b"<>");
+    framed.extend_from_slice(rest.as_bytes());
+    Ok((framed, Some(path)))
+}
+
+/// Where the `<` of a `MAIL FROM:` (true) or `RCPT TO:` (false) line is, spelled as leniently
+/// as smtp-proto reads it (any case, spaces around `:`).
+fn path_start(line: &[u8]) -> Option<(usize, bool)> {
+    let (verb, keyword, sender) = match line.get(..4)? {
+        verb if verb.eq_ignore_ascii_case(b"MAIL") => (4, &b"FROM"[..], true),
+        verb if verb.eq_ignore_ascii_case(b"RCPT") => (4, &b"TO"[..], false),
+        _ => return None,
+    };
+    let skip_spaces = |at: usize| at + line[at..].iter().take_while(|&&b| b == b' ').count();
+    let at = skip_spaces(verb);
+    if at == verb {
+        return None;
+    }
+    let word = line.get(at..at + keyword.len())?;
+    if !word.eq_ignore_ascii_case(keyword) {
+        return None;
+    }
+    let at = skip_spaces(at + keyword.len());
+    if line.get(at) != Some(&b':') {
+        return None;
+    }
+    let at = skip_spaces(at + 1);
+    (line.get(at) == Some(&b'<')).then_some((at, sender))
+}
+
+fn bad_sender(error: &dyn fmt::Display) -> Reply {
+    Reply::new(
+        501,
+        [5, 1, 7],
+        format!("Bad sender address syntax: {error}"),
+    )
+}
+
+fn bad_recipient(error: &dyn fmt::Display) -> Reply {
+    Reply::new(
+        501,
+        [5, 1, 3],
+        format!("Bad recipient address syntax: {error}"),
+    )
 }
 
 fn parse_error_reply(error: &smtp_proto::Error) -> Reply {

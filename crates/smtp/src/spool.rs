@@ -7,6 +7,11 @@
 //! changes the envelope (attempts, recipients still to do) writes `<id>.env` beside the entry,
 //! which then overrides the stored envelope.
 //!
+//! Addresses are stored in their wire form (`"bob smith"@example.org`, format version 2).
+//! Version 1 stored them as smtp-proto had read them, unquoted; such entries are still read:
+//! the domain follows the last `@` (a domain has none), the rest is the local part, which is
+//! then quoted again where it needs it.
+//!
 //! One file per message, not two, because creating and deleting inodes is what a busy spool
 //! spends most on (ext4 looks through recently freed inodes for every new one; see
 //! BENCHMARKS.md). Throughput also comes from group commit: sessions write and fsync their own
@@ -29,6 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::{Domain, Mailbox};
 use crate::error::Error;
 
 const TEMP_PREFIX: &str = "tmp-";
@@ -43,7 +49,8 @@ const ENTRY_MAGIC: &[u8] = b"signet-spool 1\n";
 /// few dozen recipients (a longer one is read whole), little enough that a rescan of a long
 /// queue reads headers, not messages.
 const HEADER_ONLY: usize = 4096;
-const FORMAT_VERSION: u32 = 1;
+/// 2: addresses in their wire form. 1: addresses unquoted (read, never written).
+const FORMAT_VERSION: u32 = 2;
 
 /// A spool entry's name: unique within the spool, and sorting as text sorts by arrival time.
 ///
@@ -79,10 +86,11 @@ impl FromStr for QueueId {
 /// What the spool keeps beside a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// The envelope sender; empty for the null sender.
-    pub sender: String,
+    /// The envelope sender; `None` for the null sender (stored as `""`).
+    #[serde(with = "reverse_path")]
+    pub sender: Option<Mailbox>,
     /// The envelope recipients.
-    pub recipients: Vec<String>,
+    pub recipients: Vec<Mailbox>,
     /// The tenant the message belongs to (opaque here).
     pub tenant: String,
     /// When the message was accepted.
@@ -102,6 +110,91 @@ struct StoredEnvelope {
     version: u32,
     #[serde(flatten)]
     envelope: Envelope,
+}
+
+#[derive(Deserialize)]
+struct Version {
+    version: u32,
+}
+
+/// A format version 1 envelope: the addresses unquoted.
+#[derive(Deserialize)]
+struct StoredEnvelopeV1 {
+    sender: String,
+    recipients: Vec<String>,
+    tenant: String,
+    received_at: SystemTime,
+    attempts: u32,
+    next_attempt: SystemTime,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+}
+
+impl StoredEnvelopeV1 {
+    fn upgrade(self) -> Result<Envelope, serde_json::Error> {
+        let sender = if self.sender.is_empty() {
+            None
+        } else {
+            Some(unquoted_mailbox(&self.sender)?)
+        };
+        let recipients = self
+            .recipients
+            .iter()
+            .map(|r| unquoted_mailbox(r))
+            .collect::<Result<_, _>>()?;
+        Ok(Envelope {
+            sender,
+            recipients,
+            tenant: self.tenant,
+            received_at: self.received_at,
+            attempts: self.attempts,
+            next_attempt: self.next_attempt,
+            eight_bit_mime: self.eight_bit_mime,
+            smtputf8: self.smtputf8,
+        })
+    }
+}
+
+/// A version 1 address: `local@domain` with the local part's quotes and escapes removed.
+fn unquoted_mailbox(text: &str) -> Result<Mailbox, serde_json::Error> {
+    let (local_part, domain) = text.rsplit_once('@').unwrap_or(("", text));
+    let domain = match domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        Some(literal) => Domain::AddressLiteral(literal.to_owned()),
+        None => Domain::Name(domain.to_owned()),
+    };
+    Mailbox::new(local_part, domain).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format_args!("address {text:?}: {e}"))
+    })
+}
+
+/// The sender as the spool stores it: the null sender as `""`.
+mod reverse_path {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use crate::address::Mailbox;
+
+    #[allow(clippy::ref_option)] // the signature serde's `with` asks for
+    pub fn serialize<S: Serializer>(
+        sender: &Option<Mailbox>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match sender {
+            Some(mailbox) => serializer.collect_str(mailbox),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Mailbox>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse()
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format_args!("address {text:?}: {e}")))
+    }
 }
 
 /// A spool directory.
@@ -471,8 +564,13 @@ fn encode(envelope: &Envelope) -> Vec<u8> {
 }
 
 fn decode(id: QueueId, bytes: &[u8]) -> Result<Envelope, Error> {
-    let stored: StoredEnvelope =
-        serde_json::from_slice(bytes).map_err(|source| Error::DamagedEntry { id, source })?;
+    let damaged = |source| Error::DamagedEntry { id, source };
+    let Version { version } = serde_json::from_slice(bytes).map_err(damaged)?;
+    if version == 1 {
+        let stored: StoredEnvelopeV1 = serde_json::from_slice(bytes).map_err(damaged)?;
+        return stored.upgrade().map_err(damaged);
+    }
+    let stored: StoredEnvelope = serde_json::from_slice(bytes).map_err(damaged)?;
     Ok(stored.envelope)
 }
 
@@ -522,8 +620,11 @@ mod tests {
     fn envelope() -> Envelope {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Envelope {
-            sender: "joe@example.com".into(),
-            recipients: vec!["a@example.net".into(), "b@example.org".into()],
+            sender: Some("joe@example.com".parse().unwrap()),
+            recipients: vec![
+                "a@example.net".parse().unwrap(),
+                r#""bob smith"@example.org"#.parse().unwrap(),
+            ],
             tenant: "contoso".into(),
             received_at: now,
             attempts: 0,
@@ -730,6 +831,57 @@ mod tests {
         assert!(spool.store(&envelope(), b"new\r\n").unwrap() > id);
     }
 
+    /// Entries of format version 1 stored addresses unquoted, as smtp-proto read them; they
+    /// are read back with the local part quoted again where it needs it (and an entry that an
+    /// update rewrote is in the current format).
+    #[test]
+    fn version_1_envelopes_are_read_with_their_addresses_requoted() {
+        let directory = tempfile::tempdir().unwrap();
+        let spool = Spool::open(directory.path()).unwrap();
+        let id = spool.store(&envelope(), b"x\r\n").unwrap();
+        let v1 = br#"{"version":1,"sender":"ceo@fabrikam.com> ENVID=x@contoso.com","recipients":["bob smith@example.org","ann@example.net","op@[192.0.2.1]"],"tenant":"contoso","received_at":{"secs_since_epoch":1700000000,"nanos_since_epoch":0},"attempts":1,"next_attempt":{"secs_since_epoch":1700000000,"nanos_since_epoch":0},"eight_bit_mime":false,"smtputf8":false}"#;
+        fs::write(spool.envelope_path(id), v1).unwrap();
+        let loaded = spool.envelope(id).unwrap();
+        let written = |m: &Mailbox| m.to_string();
+        assert_eq!(
+            loaded.sender.as_ref().map(written).as_deref(),
+            Some(r#""ceo@fabrikam.com> ENVID=x"@contoso.com"#)
+        );
+        assert_eq!(
+            loaded.recipients.iter().map(written).collect::<Vec<_>>(),
+            [
+                r#""bob smith"@example.org"#,
+                "ann@example.net",
+                "op@[192.0.2.1]"
+            ]
+        );
+        assert_eq!(loaded.attempts, 1);
+        let null = String::from_utf8(v1.to_vec()).unwrap().replace(
+            r#""sender":"ceo@fabrikam.com> ENVID=x@contoso.com""#,
+            r#""sender":"""#,
+        );
+        fs::remove_file(spool.envelope_path(id)).unwrap();
+        fs::write(spool.envelope_path(id), null).unwrap();
+        assert_eq!(spool.envelope(id).unwrap().sender, None);
+        spool.update(id, &loaded).unwrap();
+        assert!(
+            fs::read_to_string(spool.envelope_path(id))
+                .unwrap()
+                .contains(r#""version":2"#)
+        );
+        assert_eq!(spool.envelope(id).unwrap(), loaded);
+        // The current format is strict: an unquoted address there is damage, not version 1.
+        let unquoted = String::from_utf8(encode(&loaded))
+            .unwrap()
+            .replace(r#"\"bob smith\""#, "bob smith");
+        fs::remove_file(spool.envelope_path(id)).unwrap();
+        fs::write(spool.envelope_path(id), unquoted).unwrap();
+        assert!(matches!(
+            spool.envelope(id),
+            Err(Error::DamagedEntry { .. })
+        ));
+    }
+
     #[test]
     fn an_entry_without_its_header_is_damaged_not_a_message() {
         let directory = tempfile::tempdir().unwrap();
@@ -739,7 +891,9 @@ mod tests {
         assert!(matches!(spool.load(id), Err(Error::DamagedEntry { .. })));
         // A long header (many recipients) is read whole, not cut off.
         let mut many = envelope();
-        many.recipients = (0..3000).map(|n| format!("user{n}@example.org")).collect();
+        many.recipients = (0..3000)
+            .map(|n| format!("user{n}@example.org").parse().unwrap())
+            .collect();
         let big = spool.store(&many, b"y\r\n").unwrap();
         assert_eq!(spool.envelope(big).unwrap(), many);
     }

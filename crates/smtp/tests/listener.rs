@@ -90,8 +90,13 @@ async fn a_relay_client_gets_its_message_spooled() {
     let (envelope, data) = spool.load(ids[0]).unwrap();
     assert_eq!(data, MESSAGE.as_bytes());
     assert_eq!(envelope.tenant, "contoso");
-    assert_eq!(envelope.sender, "joe@example.com");
-    assert_eq!(envelope.recipients, ["ann@example.net", "bob@example.org"]);
+    assert_eq!(envelope.sender.unwrap().to_string(), "joe@example.com");
+    let recipients: Vec<String> = envelope
+        .recipients
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(recipients, ["ann@example.net", "bob@example.org"]);
     assert!(envelope.eight_bit_mime);
     assert_eq!(envelope.attempts, 0);
 }
@@ -419,7 +424,7 @@ async fn starttls_then_auth() {
     let ids = spool.list().unwrap();
     assert_eq!(ids.len(), 1);
     assert_eq!(
-        spool.envelope(ids[0]).unwrap().sender,
+        spool.envelope(ids[0]).unwrap().sender.unwrap().to_string(),
         "joe@fabrikam.example"
     );
 }

@@ -98,8 +98,13 @@ async fn swaks_relays_into_the_spool() {
     for id in ids {
         let (envelope, data) = spool.load(id).unwrap();
         assert_eq!(envelope.tenant, "contoso");
-        assert_eq!(envelope.sender, "joe@example.com");
-        assert_eq!(envelope.recipients, ["ann@example.net", "bob@example.org"]);
+        assert_eq!(envelope.sender.unwrap().to_string(), "joe@example.com");
+        let recipients: Vec<String> = envelope
+            .recipients
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(recipients, ["ann@example.net", "bob@example.org"]);
         assert_eq!(
             String::from_utf8_lossy(&data),
             String::from_utf8_lossy(&expected_data())

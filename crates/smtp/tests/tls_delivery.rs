@@ -60,8 +60,8 @@ fn config(port: u16, tls: NextHopTls, password: &str) -> DeliveryConfig {
 fn queued(spool: &Spool) -> signet_smtp::QueueId {
     let now = SystemTime::now();
     let envelope = Envelope {
-        sender: "joe@fabrikam.example".into(),
-        recipients: vec!["ann@example.org".into()],
+        sender: Some("joe@fabrikam.example".parse().unwrap()),
+        recipients: vec!["ann@example.org".parse().unwrap()],
         tenant: "fabrikam".into(),
         received_at: now,
         attempts: 0,

@@ -51,7 +51,7 @@ fn exchange_with(
                 continue;
             }
             Event::Sender(sender) => outcome.senders.push(sender),
-            Event::Recipient(recipient) => outcome.recipients.push(recipient.address),
+            Event::Recipient(recipient) => outcome.recipients.push(recipient.address.to_string()),
             Event::Authenticate(credentials) => outcome.credentials.push(credentials),
             Event::Message(message) => {
                 outcome.messages.push(message);
@@ -154,7 +154,7 @@ fn a_whole_transaction() {
     assert_eq!(
         outcome.senders,
         [MailFrom {
-            address: "joe@example.com".into(),
+            address: Some("joe@example.com".parse().unwrap()),
             size: Some(100),
             body: Body::EightBitMime,
             smtputf8: false,
@@ -176,11 +176,14 @@ fn a_whole_transaction() {
     );
     let message = &outcome.messages[0];
     assert_eq!(message.helo, "client.example");
-    assert_eq!(message.sender.address, "joe@example.com");
-    let recipients: Vec<&str> = message
+    assert_eq!(
+        message.sender.address.as_ref().unwrap().to_string(),
+        "joe@example.com"
+    );
+    let recipients: Vec<String> = message
         .recipients
         .iter()
-        .map(|r| r.address.as_str())
+        .map(|r| r.address.to_string())
         .collect();
     assert_eq!(recipients, ["ann@example.net", "bob@example.org"]);
     assert_eq!(message.data, b"Subject: hi\r\n\r\n.dots\r\n");
@@ -298,7 +301,7 @@ fn the_null_sender_is_accepted() {
     let mut session = greeted(SessionConfig::default());
     let outcome = exchange(&mut session, b"MAIL FROM:<>\r\n");
     assert_eq!(outcome.codes(), [250]);
-    assert_eq!(outcome.senders[0].address, "");
+    assert_eq!(outcome.senders[0].address, None);
 }
 
 #[test]
@@ -400,10 +403,15 @@ fn recipient_limit() {
 fn policy_refusals() {
     let mut session = greeted(SessionConfig::default());
     let refuse_example_net = |event: &Event| match event {
-        Event::Recipient(recipient) if recipient.address.ends_with("example.net") => {
+        Event::Recipient(recipient) if recipient.address.domain().as_str() == "example.net" => {
             Some(Reply::new(550, [5, 7, 1], "Relaying denied"))
         }
-        Event::Sender(sender) if sender.address.starts_with("spam") => {
+        Event::Sender(sender)
+            if sender
+                .address
+                .as_ref()
+                .is_some_and(|a| a.local_part() == "spam") =>
+        {
             Some(Reply::new(550, [5, 7, 1], "Sender domain not accepted"))
         }
         _ => None,
@@ -415,10 +423,10 @@ fn policy_refusals() {
         refuse_example_net,
     );
     assert_eq!(outcome.codes(), [550, 503, 250, 550, 554, 250, 354, 250]);
-    let recipients: Vec<&str> = outcome.messages[0]
+    let recipients: Vec<String> = outcome.messages[0]
         .recipients
         .iter()
-        .map(|r| r.address.as_str())
+        .map(|r| r.address.to_string())
         .collect();
     assert_eq!(recipients, ["b@example.org"]);
 }
@@ -792,4 +800,125 @@ mod properties {
             }
         }
     }
+}
+
+/// Paths are read by `address`, not smtp-proto: quotes are kept (the local part is what was
+/// quoted, the domain is what follows it), and the parameters after them are read as before.
+#[test]
+fn quoted_local_parts_keep_their_quotes() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#"<"ceo@fabrikam.com> ENVID=x"@contoso.com>"#,
+            "ceo@fabrikam.com> ENVID=x",
+            r#""ceo@fabrikam.com> ENVID=x"@contoso.com"#,
+        ),
+        (
+            r#"<"bob smith"@example.org>"#,
+            "bob smith",
+            r#""bob smith"@example.org"#,
+        ),
+        (r#"<"bob"@example.org>"#, "bob", "bob@example.org"),
+        (r#"<"a\"b"@example.org>"#, r#"a"b"#, r#""a\"b"@example.org"#),
+        ("<@relay.example:joe@example.org>", "joe", "joe@example.org"),
+    ];
+    for (path, local_part, written) in cases {
+        let mut session = greeted(SessionConfig::default());
+        let input = format!("MAIL FROM:{path} SIZE=10\r\nRCPT TO:{path}\r\n");
+        let outcome = exchange(&mut session, input.as_bytes());
+        assert_eq!(outcome.codes(), [250, 250], "{path}");
+        let sender = outcome.senders[0].address.as_ref().unwrap();
+        assert_eq!(sender.local_part(), *local_part);
+        assert_eq!(sender.to_string(), *written);
+        assert_eq!(outcome.senders[0].size, Some(10));
+        assert_eq!(outcome.recipients, [*written]);
+    }
+}
+
+#[test]
+fn addresses_that_cannot_be_written_back_are_refused_with_a_reason() {
+    let long = format!("<{}@example.org>", "a".repeat(65));
+    let cases: &[(&str, &str)] = &[
+        (
+            "MAIL FROM:<a b@example.org>",
+            "501 5.1.7 Bad sender address syntax: malformed local part",
+        ),
+        (
+            "MAIL FROM:<\"a\x01b\"@example.org>",
+            "501 5.1.7 Bad sender address syntax: control character in address",
+        ),
+        (
+            "MAIL FROM:<postmaster>",
+            "501 5.1.7 Bad sender address syntax: address has no domain",
+        ),
+        (
+            "MAIL FROM:joe@example.org",
+            "501 5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]",
+        ),
+        ("MAIL FROM:<ok@example.org>", "250 2.1.0 "),
+        (
+            "RCPT TO:<\"a\tb\"@example.org>",
+            "501 5.1.3 Bad recipient address syntax: control character in address",
+        ),
+        (
+            "RCPT TO:<>",
+            "501 5.1.3 Bad recipient address syntax: address has no domain",
+        ),
+        (
+            "RCPT TO:<joe@[192.0.2.300]>",
+            "501 5.1.3 Bad recipient address syntax: malformed address literal",
+        ),
+        (
+            &format!("RCPT TO:{long}"),
+            "501 5.1.3 Bad recipient address syntax: local part longer than 64 octets",
+        ),
+        (
+            "RCPT TO:<\"jöe\"@example.org>",
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8",
+        ),
+        (
+            "RCPT TO:<j\u{fffd}e@example.org>",
+            "553 5.6.7 Non-ASCII address requires SMTPUTF8",
+        ),
+    ];
+    let mut session = greeted(SessionConfig {
+        max_errors: 100,
+        ..SessionConfig::default()
+    });
+    for (line, expected) in cases {
+        let outcome = exchange(&mut session, format!("{line}\r\n").as_bytes());
+        assert!(
+            outcome.last().starts_with(expected),
+            "{line:?} got {:?}",
+            outcome.replies
+        );
+    }
+    let outcome = exchange(&mut session, b"RCPT TO:<j\xf6e@example.org>\r\n");
+    assert_eq!(
+        outcome.replies,
+        ["501 5.1.3 Bad recipient address syntax: not UTF-8\r\n"]
+    );
+}
+
+/// RFC 5321 section 4.5.1: `<Postmaster>` is always a valid recipient; it is this server's
+/// postmaster. An address literal is valid syntax: whether to relay to it is the policy's call.
+#[test]
+fn postmaster_and_address_literals_are_valid_recipients() {
+    let mut session = Session::new(SessionConfig {
+        hostname: "relay.example".into(),
+        ..SessionConfig::default()
+    });
+    let outcome = exchange(
+        &mut session,
+        b"EHLO client.example\r\nMAIL FROM:<joe@example.com>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<bob@[192.0.2.1]>\r\n\
+          RCPT TO:<ann@[IPv6:2001:db8::1]>\r\n",
+    );
+    assert_eq!(outcome.codes(), [220, 250, 250, 250, 250, 250]);
+    assert_eq!(
+        outcome.recipients,
+        [
+            "postmaster@relay.example",
+            "bob@[192.0.2.1]",
+            "ann@[IPv6:2001:db8::1]"
+        ]
+    );
 }

@@ -69,7 +69,8 @@ impl Policy for TestPolicy {
             Some("contoso") => "example.com",
             Some(_) => "fabrikam.example",
         };
-        if sender.address.rsplit('@').next() == Some(accepted) {
+        let domain = sender.address.as_ref().map(|a| a.domain().as_str());
+        if domain == Some(accepted) {
             Ok(())
         } else {
             Err(Reply::new(
