@@ -490,7 +490,7 @@ fn addresses(texts: &[String], default_port: u16, what: &str) -> Result<Vec<Sock
         .collect()
 }
 
-/// Creates a new installation: the directory, `signet.toml`, the master key (0600).
+/// Creates a new installation: the directory (0700), `signet.toml`, the master key (0600).
 /// Refuses to overwrite anything; the caller creates the database last.
 pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Result<Config> {
     let config_path = data_dir.join(CONFIG_FILE);
@@ -501,8 +501,7 @@ pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Res
         );
     }
     addresses(resolvers, 53, "--resolver")?;
-    fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    crate::permissions::make_private_dir(data_dir)?;
     let key_path = data_dir.join(MASTER_KEY_FILE);
     let master = MasterKey::generate()?;
     let mut file = fs::OpenOptions::new()

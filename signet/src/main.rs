@@ -5,6 +5,7 @@ mod analyze_cmd;
 mod config;
 mod gateway;
 mod output;
+mod permissions;
 mod resolver;
 mod serve;
 mod sign_cmd;
@@ -376,7 +377,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init(&data_dir, &args).await,
         Command::Queue(command) => {
-            Config::load(&data_dir)?;
+            permissions::check(&Config::load(&data_dir)?)?;
             queue(&data_dir, command)
         }
         Command::Serve(args) => {
@@ -423,6 +424,7 @@ pub(crate) type Signet = Service<HickoryDns, SystemClock>;
 async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
     let config = Config::load(data_dir)?;
     let master = config.master_key()?;
+    permissions::check(&config)?;
     let store = Store::open(&config.database_path()).await?;
     let dns = HickoryDns::new(&config.resolver)?;
     let settings = Settings {
@@ -432,6 +434,11 @@ async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
         rotation_interval: config.rotation_interval,
     };
     let service = Service::new(store, master, dns, SystemClock, settings, actor());
+    if let Err(e) = service.check_key_zone().await {
+        service.store().close().await;
+        let file = data_dir.join(config::CONFIG_FILE);
+        return Err(e).with_context(|| format!("{}", file.display()));
+    }
     Ok((config, service))
 }
 
@@ -466,7 +473,7 @@ fn user_of(passwd: &str, uid: u32) -> Option<String> {
 
 async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
     let config = config::init(data_dir, &args.key_zone, &args.resolvers)?;
-    if let Err(e) = Store::create(&config.database_path()).await {
+    if let Err(e) = create_store(&config).await {
         // Leave nothing half-made: the directory held no installation before.
         for file in [config::CONFIG_FILE, config::MASTER_KEY_FILE] {
             let _ = std::fs::remove_file(data_dir.join(file));
@@ -489,6 +496,23 @@ async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
     );
     println!("Next: signet tenant add NAME");
     Ok(())
+}
+
+/// The database, with the key zone its names will be made under.
+async fn create_store(config: &Config) -> Result<(), signet_store::StoreError> {
+    let path = config.database_path();
+    let store = Store::create(&path).await?;
+    let recorded = async {
+        let mut tx = store.begin().await?;
+        tx.set_key_zone(config.key_zone.name()).await?;
+        tx.commit().await
+    }
+    .await;
+    store.close().await;
+    if recorded.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    recorded
 }
 
 async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result<()> {

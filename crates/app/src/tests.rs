@@ -789,3 +789,49 @@ async fn connectors_map_clients_and_logins_to_one_tenant() {
             .contains("no connector named")
     );
 }
+
+#[tokio::test]
+async fn the_key_zone_cannot_change_under_existing_domains() {
+    let f = Fixture::new().await;
+    let with_zone = |zone: &str| {
+        let mut settings = f.service.settings.clone();
+        settings.zone = KeyZone::new(zone.parse().unwrap());
+        Service::new(
+            f.service.store.clone(),
+            MasterKey::generate().unwrap(),
+            FakeDns::default(),
+            FakeClock(AtomicI64::new(1_800_000_000)),
+            settings,
+            "test",
+        )
+    };
+    // A database without a recorded zone (made before signet kept it) takes the configured one.
+    f.service.check_key_zone().await.unwrap();
+    let recorded = || async { f.service.store.begin().await.unwrap().key_zone().await.unwrap() };
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+    // Without domains the zone may still change.
+    with_zone("keys.example.org").check_key_zone().await.unwrap();
+    assert_eq!(recorded().await, Some(d("keys.example.org")));
+    f.service.check_key_zone().await.unwrap();
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+
+    f.service
+        .add_tenant(&"contoso".parse().unwrap())
+        .await
+        .unwrap();
+    let before = f.snapshot().await;
+    let refused = with_zone("keys.example.org")
+        .check_key_zone()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("key_zone is keys.example.org")
+            && refused.contains("2 accepted domains were set up under dkim.example.net")
+            && refused.contains("break"),
+        "{refused}"
+    );
+    assert_eq!(f.snapshot().await, before);
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+    f.service.check_key_zone().await.unwrap();
+}
