@@ -835,3 +835,36 @@ async fn the_key_zone_cannot_change_under_existing_domains() {
     assert_eq!(recorded().await, Some(d("dkim.example.net")));
     f.service.check_key_zone().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_pass_that_changes_nothing_writes_no_audit_entry() {
+    let f = contoso().await;
+    f.publish_cnames("contoso.com");
+    let audit = || async { f.service.audit(None).await.unwrap().len() };
+    f.service.tick().await.unwrap();
+    let after_first_check = audit().await;
+    for _ in 0..3 {
+        f.advance(Span::hours(2));
+        f.service.tick().await.unwrap();
+    }
+    assert_eq!(audit().await, after_first_check, "the same findings again");
+    let checked = f.service.config(&d("contoso.com")).await.unwrap();
+    assert_eq!(
+        checked.cname_check.unwrap().at,
+        f.service.clock.now(),
+        "the time of the last check is still kept"
+    );
+
+    // A finding that changes is recorded, with this domain's events only.
+    f.service
+        .dns
+        .cnames
+        .lock()
+        .unwrap()
+        .remove("selector2._domainkey.contoso.com");
+    f.advance(Span::hours(2));
+    f.service.tick().await.unwrap();
+    let entries = f.service.audit(None).await.unwrap();
+    assert_eq!(entries.len(), after_first_check + 1);
+    assert_eq!(entries.last().unwrap().action, "scheduler.tick");
+}
