@@ -30,7 +30,7 @@ pub async fn run(service: &Signet, path: &Path, recipients: &[String]) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     let endings = LineEndings::of(&input);
-    let message = to_crlf(&input);
+    let message = signet_verifier::to_crlf(&input);
     match service
         .sign_message(&message, &domains, &SigningPolicy::default(), None)
         .await?
@@ -73,25 +73,6 @@ impl LineEndings {
     }
 }
 
-/// Every bare LF becomes CRLF; CRLF stays. A bare CR is left alone, as the relay leaves it.
-fn to_crlf(message: &[u8]) -> Cow<'_, [u8]> {
-    let bare = message
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || message[i - 1] != b'\r'));
-    if !bare {
-        return Cow::Borrowed(message);
-    }
-    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
-    for (i, &b) in message.iter().enumerate() {
-        if b == b'\n' && (i == 0 || message[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    Cow::Owned(out)
-}
-
 /// Every CRLF becomes LF.
 fn to_lf(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
@@ -121,16 +102,14 @@ mod tests {
     }
 
     #[test]
-    fn lf_goes_to_crlf_and_back() {
+    fn lf_goes_to_crlf_for_signing_and_back() {
         let lf = b"From: a@b.example\nSubject: x\n\nline\n\nend\n";
-        let crlf = to_crlf(lf);
+        let crlf = signet_verifier::to_crlf(lf);
         assert_eq!(
             &crlf[..],
             b"From: a@b.example\r\nSubject: x\r\n\r\nline\r\n\r\nend\r\n"
         );
         assert_eq!(to_lf(&crlf), lf);
-        assert!(matches!(to_crlf(&crlf), Cow::Borrowed(_)), "CRLF is kept as is");
-        assert_eq!(&to_crlf(b"a\r\nb\nc\rd")[..], b"a\r\nb\r\nc\rd");
-        assert_eq!(&to_crlf(b"\n")[..], b"\r\n");
+        assert_eq!(to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
     }
 }
