@@ -77,7 +77,13 @@ pub async fn spawn(
     let submission_listen = config.smtp.submission_listen;
     let tasks = vec![
         run_listener("relay listener", relay, relay_listen, stop.clone()).await?,
-        run_listener("submission listener", submission, submission_listen, stop.clone()).await?,
+        run_listener(
+            "submission listener",
+            submission,
+            submission_listen,
+            stop.clone(),
+        )
+        .await?,
     ];
     let (route, towards) = match &config.smtp.smart_host {
         Some(smart_host) => (

@@ -355,7 +355,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             exit_code(&e)
-
         }
     }
 }

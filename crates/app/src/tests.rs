@@ -807,10 +807,22 @@ async fn the_key_zone_cannot_change_under_existing_domains() {
     };
     // A database without a recorded zone (made before signet kept it) takes the configured one.
     f.service.check_key_zone().await.unwrap();
-    let recorded = || async { f.service.store.begin().await.unwrap().key_zone().await.unwrap() };
+    let recorded = || async {
+        f.service
+            .store
+            .begin()
+            .await
+            .unwrap()
+            .key_zone()
+            .await
+            .unwrap()
+    };
     assert_eq!(recorded().await, Some(d("dkim.example.net")));
     // Without domains the zone may still change.
-    with_zone("keys.example.org").check_key_zone().await.unwrap();
+    with_zone("keys.example.org")
+        .check_key_zone()
+        .await
+        .unwrap();
     assert_eq!(recorded().await, Some(d("keys.example.org")));
     f.service.check_key_zone().await.unwrap();
     assert_eq!(recorded().await, Some(d("dkim.example.net")));
