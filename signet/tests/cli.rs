@@ -686,7 +686,11 @@ fn command_line_mistakes_get_the_whole_message_and_exit_2() {
         .unwrap();
     let help = String::from_utf8_lossy(&bare.stderr);
     assert_eq!(bare.status.code(), Some(2), "{help}");
-    for text in ["Usage: signet [OPTIONS] <COMMAND>", "Commands:", "  tenant "] {
+    for text in [
+        "Usage: signet [OPTIONS] <COMMAND>",
+        "Commands:",
+        "  tenant ",
+    ] {
         assert!(help.contains(text), "expected {text:?} in:\n{help}");
     }
 

@@ -189,6 +189,7 @@ fn every_canonicalization_signs_lf_and_crlf_files_that_verify() {
     let records = records_file(&signet, &["contoso.com", "contoso.dkim.example.net"]);
     let crlf = VARIED.to_string();
     let lf = VARIED.replace("\r\n", "\n");
+    let mut folded_bh_seen = false;
     for header in ["simple", "relaxed"] {
         for body in ["simple", "relaxed"] {
             signet
@@ -237,7 +238,28 @@ fn every_canonicalization_signs_lf_and_crlf_files_that_verify() {
                     report.contains("DMARC: none - no DMARC record at _dmarc.contoso.com\n"),
                     "the place looked at is named once: {report}"
                 );
+                // `analyze` shows bh= as verifiers read it, without the folding whitespace.
+                let raw_bh = signed
+                    .split("bh=")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap();
+                folded_bh_seen |= raw_bh.contains('\n');
+                let body_hash: String = raw_bh.split_whitespace().collect();
+                let path = signet.dir.path().join("signed.eml");
+                let analysis = signet.run(&["analyze", path.to_str().unwrap()]);
+                assert!(
+                    analysis.ok().contains(&format!("    bh={body_hash}  -- ")),
+                    "{what}: {}",
+                    analysis.stdout
+                );
             }
         }
     }
+    assert!(
+        folded_bh_seen,
+        "some signature folds its bh= over two lines"
+    );
 }
