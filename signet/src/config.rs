@@ -292,24 +292,21 @@ impl Config {
 /// (`[rotation] delay: …`, `key_zone: …`).
 fn locate(path: &Path, text: &str, error: &anyhow::Error) -> anyhow::Error {
     let file = path.display();
-    let (span, message) = match error.downcast_ref::<toml::de::Error>() {
-        Some(e) => {
-            // A missing key is reported at the start of the document (an empty span there, or
-            // the whole of it): that points nowhere in particular.
-            let span = e
-                .span()
-                .filter(|s| !(s.start == 0 && (s.is_empty() || s.end >= text.trim_end().len())));
-            let key = span.as_ref().and_then(|s| key_at(text, s.start));
-            let message = match key {
-                Some(key) => format!("{key}: {}", e.message().trim_end()),
-                None => e.message().trim_end().to_string(),
-            };
-            (span, message)
-        }
-        None => {
-            let message = format!("{error:#}");
-            (value_span(text, &message), message)
-        }
+    let (span, message) = if let Some(e) = error.downcast_ref::<toml::de::Error>() {
+        // A missing key is reported at the start of the document (an empty span there, or the
+        // whole of it): that points nowhere in particular.
+        let span = e
+            .span()
+            .filter(|s| !(s.start == 0 && (s.is_empty() || s.end >= text.trim_end().len())));
+        let key = span.as_ref().and_then(|s| key_at(text, s.start));
+        let message = match key {
+            Some(key) => format!("{key}: {}", e.message().trim_end()),
+            None => e.message().trim_end().to_string(),
+        };
+        (span, message)
+    } else {
+        let message = format!("{error:#}");
+        (value_span(text, &message), message)
     };
     let Some(span) = span else {
         return anyhow::anyhow!("invalid {file}: {message}");

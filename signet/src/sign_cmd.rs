@@ -65,7 +65,7 @@ impl LineEndings {
     }
 
     /// `signed` (CRLF throughout) in this convention.
-    fn restore<'a>(self, signed: &'a [u8]) -> Cow<'a, [u8]> {
+    fn restore(self, signed: &[u8]) -> Cow<'_, [u8]> {
         match self {
             LineEndings::Crlf => Cow::Borrowed(signed),
             LineEndings::Lf => Cow::Owned(to_lf(signed)),
