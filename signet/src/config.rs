@@ -281,9 +281,9 @@ impl Config {
 /// itself with the value underlined, as rustc and the `toml` crate show them:
 ///
 /// ```text
-/// /etc/signet/signet.toml, line 14, column 9: [rotation] delay: 'an hour' is not a span …
+/// /etc/signet/signet.toml, line 18, column 9: [rotation] delay: 'an hour' is not a duration: …
 ///    |
-/// 14 | delay = "an hour"
+/// 18 | delay = "an hour"
 ///    |         ^^^^^^^^^
 /// ```
 ///
