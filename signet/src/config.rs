@@ -189,12 +189,11 @@ impl Config {
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        Self::parse(data_dir, &text).with_context(|| format!("invalid {}", path.display()))
+        Self::parse(data_dir, &text).map_err(|e| locate(&path, &text, &e))
     }
 
     fn parse(data_dir: &Path, text: &str) -> Result<Config> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let raw: RawConfig = toml::from_str(text)?;
         let zone: DomainName = raw.key_zone.parse().context("key_zone")?;
         let span = |value: Option<String>, default: Span, name: &str| -> Result<Span> {
             value.map_or(Ok(default), |v| v.parse().with_context(|| name.to_string()))
@@ -284,6 +283,117 @@ impl Config {
         MasterKey::from_text(&text)
             .with_context(|| format!("the master key {} is malformed", path.display()))
     }
+}
+
+/// A mistake in `signet.toml`, told with the file, the line and column, the key, and the line
+/// itself with the value underlined, as rustc and the `toml` crate show them:
+///
+/// ```text
+/// /etc/signet/signet.toml, line 18, column 9: [rotation] delay: 'an hour' is not a duration: …
+///    |
+/// 18 | delay = "an hour"
+///    |         ^^^^^^^^^
+/// ```
+///
+/// A syntax or type error carries its span from the parser. A value the typed settings refuse
+/// is found by its key: every message [`Config::parse`] writes starts with the key it is about
+/// (`[rotation] delay: …`, `key_zone: …`).
+fn locate(path: &Path, text: &str, error: &anyhow::Error) -> anyhow::Error {
+    let file = path.display();
+    let (span, message) = if let Some(e) = error.downcast_ref::<toml::de::Error>() {
+        // A missing key is reported at the start of the document (an empty span there, or the
+        // whole of it): that points nowhere in particular.
+        let span = e
+            .span()
+            .filter(|s| !(s.start == 0 && (s.is_empty() || s.end >= text.trim_end().len())));
+        let key = span.as_ref().and_then(|s| key_at(text, s.start));
+        let message = match key {
+            Some(key) => format!("{key}: {}", e.message().trim_end()),
+            None => e.message().trim_end().to_string(),
+        };
+        (span, message)
+    } else {
+        let message = format!("{error:#}");
+        (value_span(text, &message), message)
+    };
+    let Some(span) = span else {
+        return anyhow::anyhow!("invalid {file}: {message}");
+    };
+    let (line, column) = line_and_column(text, span.start);
+    let content = text.lines().nth(line - 1).unwrap_or_default();
+    let width = span
+        .len()
+        .min(content.chars().count().saturating_sub(column - 1))
+        .max(1);
+    let gutter = " ".repeat(line.to_string().len());
+    anyhow::anyhow!(
+        "{file}, line {line}, column {column}: {message}\n{gutter} |\n{line} | {content}\n{gutter} | {}{}",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    )
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// The key whose name or value covers byte `offset`: `key_zone`, `[rotation] delay`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let covers = |span: std::ops::Range<usize>| span.contains(&offset);
+    for (key, value) in document.get_ref() {
+        if let toml::de::DeValue::Table(table) = value.get_ref() {
+            for (inner, inner_value) in table {
+                if covers(inner.span()) || covers(inner_value.span()) {
+                    return Some(format!("[{}] {}", key.get_ref(), inner.get_ref()));
+                }
+            }
+        }
+        if covers(key.span()) || covers(value.span()) {
+            return Some(key.get_ref().to_string());
+        }
+    }
+    None
+}
+
+/// Where the value of the key a message starts with is: `[rotation] delay: …` or `key_zone: …`.
+fn value_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
+    let (table, rest) = match message.strip_prefix('[') {
+        Some(rest) => {
+            let (table, rest) = rest.split_once("] ")?;
+            (Some(table), rest)
+        }
+        None => (None, message),
+    };
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let key = &rest[..end];
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let entries = match table {
+        Some(table) => match entry(document.get_ref(), table)?.get_ref() {
+            toml::de::DeValue::Table(entries) => entries,
+            _ => return None,
+        },
+        None => document.get_ref(),
+    };
+    entry(entries, key).map(toml::Spanned::span)
+}
+
+fn entry<'t, 'i>(
+    table: &'t toml::de::DeTable<'i>,
+    name: &str,
+) -> Option<&'t toml::Spanned<toml::de::DeValue<'i>>> {
+    table
+        .iter()
+        .find(|(key, _)| key.get_ref() == name)
+        .map(|(_, value)| value)
 }
 
 /// The machine's host name, for EHLO and `Received:` when `[smtp] hostname` is not set.
@@ -421,7 +531,7 @@ fn addresses(texts: &[String], default_port: u16, what: &str) -> Result<Vec<Sock
         .collect()
 }
 
-/// Creates a new installation: the directory, `signet.toml`, the master key (0600).
+/// Creates a new installation: the directory (0700), `signet.toml`, the master key (0600).
 /// Refuses to overwrite anything; the caller creates the database last.
 pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Result<Config> {
     let config_path = data_dir.join(CONFIG_FILE);
@@ -432,8 +542,7 @@ pub fn init(data_dir: &Path, key_zone: &DomainName, resolvers: &[String]) -> Res
         );
     }
     addresses(resolvers, 53, "--resolver")?;
-    fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    crate::permissions::make_private_dir(data_dir)?;
     let key_path = data_dir.join(MASTER_KEY_FILE);
     let master = MasterKey::generate()?;
     let mut file = fs::OpenOptions::new()
@@ -530,6 +639,58 @@ mod tests {
         );
         assert_eq!(config.master_key_file, Path::new("/d/master.key"));
         assert_eq!(config.rotation_interval, None);
+    }
+
+    /// What `signet` prints for `text` as `/d/signet.toml`.
+    fn located(text: &str) -> String {
+        let error = Config::parse(Path::new("/d"), text).unwrap_err();
+        locate(Path::new("/d/signet.toml"), text, &error).to_string()
+    }
+
+    #[test]
+    fn mistakes_are_shown_with_file_line_column_and_key() {
+        let zone = "key_zone = \"a.example\"\n";
+        for (text, first_line, underline) in [
+            (
+                format!("{zone}[dns]\nttl = \"an hour\"\n"),
+                "/d/signet.toml, line 3, column 7: [dns] ttl: invalid type: string \"an hour\", expected u32",
+                "3 | ttl = \"an hour\"\n  |       ^^^^^^^^^",
+            ),
+            (
+                format!("{zone}\n[rotation]\ndelay = \"an hour\"\n"),
+                "/d/signet.toml, line 4, column 9: [rotation] delay: ",
+                "4 | delay = \"an hour\"\n  |         ^^^^^^^^^",
+            ),
+            (
+                format!("{zone}[rotation]\ndelya = \"1h\"\n"),
+                "/d/signet.toml, line 3, column 1: [rotation] delya: unknown field `delya`, expected one of",
+                "3 | delya = \"1h\"\n  | ^^^^^",
+            ),
+            (
+                "key_zone = \"x\"\n".to_string(),
+                "/d/signet.toml, line 1, column 12: key_zone: 'x' is not a valid domain name",
+                "1 | key_zone = \"x\"\n  |            ^^^",
+            ),
+            (
+                format!("{zone}[smtp]\nrelay_listen = \"localhost\"\n"),
+                "/d/signet.toml, line 3, column 16: [smtp] relay_listen: 'localhost' is not an address",
+                "3 | relay_listen = \"localhost\"",
+            ),
+            (
+                format!("{zone}[dns\n"),
+                "/d/signet.toml, line 2, column 5: ",
+                "2 | [dns",
+            ),
+        ] {
+            let shown = located(&text);
+            assert!(shown.starts_with(first_line), "{text}:\n{shown}");
+            assert!(shown.contains(underline), "{text}:\n{shown}");
+        }
+        let shown = located("[dns]\nttl = 5\n");
+        assert!(
+            shown.starts_with("invalid /d/signet.toml: missing field `key_zone`"),
+            "{shown}"
+        );
     }
 
     #[test]

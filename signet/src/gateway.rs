@@ -76,8 +76,14 @@ pub async fn spawn(
     let relay_listen = config.smtp.relay_listen;
     let submission_listen = config.smtp.submission_listen;
     let tasks = vec![
-        run_listener(relay, relay_listen, stop.clone()).await?,
-        run_listener(submission, submission_listen, stop.clone()).await?,
+        run_listener("relay listener", relay, relay_listen, stop.clone()).await?,
+        run_listener(
+            "submission listener",
+            submission,
+            submission_listen,
+            stop.clone(),
+        )
+        .await?,
     ];
     let (route, towards) = match &config.smtp.smart_host {
         Some(smart_host) => (
@@ -142,13 +148,14 @@ async fn report_counters(counters: Arc<Counters>, mut stop: watch::Receiver<bool
 }
 
 async fn run_listener<P: Policy, S: Sink>(
+    what: &str,
     listener: Listener<P, S>,
     listen: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let socket = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(|e| crate::serve::cannot_listen(what, listen, &e.into()))?;
     Ok(tokio::spawn(async move {
         listener
             .serve_until(socket, async move {

@@ -5,8 +5,10 @@ mod analyze_cmd;
 mod config;
 mod gateway;
 mod output;
+mod permissions;
 mod resolver;
 mod serve;
+mod sign_cmd;
 mod tls;
 mod verify_cmd;
 mod zone;
@@ -18,8 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signet_app::{
-    AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SignOutcome,
-    SigningPolicy, SystemClock,
+    AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SystemClock,
 };
 use signet_keys::{Algorithm, Canonicalization, DomainName, RsaBits, TenantName};
 use signet_store::Store;
@@ -91,7 +92,16 @@ enum Command {
     Verify(verify_cmd::VerifyArgs),
     /// Explain a message's authentication headers and relay hops (no DNS).
     Analyze(analyze_cmd::AnalyzeArgs),
-    /// Run the service: the key zone's DNS server and the scheduler, until SIGTERM or Ctrl-C.
+    /// Run the service: key-zone DNS, relay, submission, delivery and the scheduler, until
+    /// SIGTERM or Ctrl-C.
+    ///
+    /// The key zone's DNS server answers for the key zone over UDP and TCP ([dns] listen). The
+    /// relay ([smtp] relay_listen) signs and queues mail from the tenants' connector networks;
+    /// the submission listener ([smtp] submission_listen) takes mail after STARTTLS and AUTH with
+    /// a connector login. Delivery sends queued mail to [smtp] smart_host or the recipients' MX,
+    /// retrying until [smtp] queue_lifetime. The scheduler checks customers' CNAMEs, switches
+    /// and retires keys, and starts automatic rotations.
+    ///
     /// Without an installation in --data-dir, one is created first (key zone dkim.example.net).
     Serve(ServeArgs),
     /// The key zone.
@@ -303,22 +313,18 @@ const DEMO_KEY_ZONE: &str = "dkim.example.net";
 
 /// Exit status for a temporary failure (sysexits' EX_TEMPFAIL): try again later.
 const EXIT_TEMPORARY: u8 = 75;
+/// Exit status for a command line that cannot be run as given (clap's, for every usage error).
+const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
         Err(e) => {
-            // One clear line: clap's first line names the argument and the problem.
-            let text = e.render().to_string();
-            eprintln!(
-                "{} (see signet --help)",
-                text.lines().next().unwrap_or("invalid arguments")
-            );
-            return ExitCode::from(2);
+            // clap's whole message: the arguments missing, the values allowed, "a similar
+            // subcommand exists", the usage. `--help` and `--version` go to stdout with 0; a
+            // mistake, and a bare command group (its help), go to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE));
         }
     };
     let level = if matches!(cli.command, Command::Serve(_)) {
@@ -348,15 +354,20 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            let temporary = e
-                .downcast_ref::<AppError>()
-                .is_some_and(AppError::is_temporary);
-            if temporary {
-                ExitCode::from(EXIT_TEMPORARY)
-            } else {
-                ExitCode::FAILURE
-            }
+            exit_code(&e)
         }
+    }
+}
+
+/// 75 for what may work later (DNS), 2 for a name given on the command line that cannot be used
+/// (as clap answers for the names it parses itself), 1 for every other refusal.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    match error.downcast_ref::<AppError>() {
+        Some(e) if e.is_temporary() => ExitCode::from(EXIT_TEMPORARY),
+        Some(AppError::Keys(
+            signet_keys::Error::DomainName { .. } | signet_keys::Error::TenantName { .. },
+        )) => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -365,7 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(args) => init(&data_dir, &args).await,
         Command::Queue(command) => {
-            Config::load(&data_dir)?;
+            permissions::check(&Config::load(&data_dir)?)?;
             queue(&data_dir, command)
         }
         Command::Serve(args) => {
@@ -412,6 +423,7 @@ pub(crate) type Signet = Service<HickoryDns, SystemClock>;
 async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
     let config = Config::load(data_dir)?;
     let master = config.master_key()?;
+    permissions::check(&config)?;
     let store = Store::open(&config.database_path()).await?;
     let dns = HickoryDns::new(&config.resolver)?;
     let settings = Settings {
@@ -421,20 +433,46 @@ async fn open(data_dir: &Path) -> Result<(Config, Signet)> {
         rotation_interval: config.rotation_interval,
     };
     let service = Service::new(store, master, dns, SystemClock, settings, actor());
+    if let Err(e) = service.check_key_zone().await {
+        service.store().close().await;
+        let file = data_dir.join(config::CONFIG_FILE);
+        return Err(e).with_context(|| format!("{}", file.display()));
+    }
     Ok((config, service))
 }
 
-/// Who is acting, for the audit log: the operating-system user.
+/// Who is acting, for the audit log: the login name of the process's user, as `id -un` gives
+/// it. `$USER` is not asked: it may be unset (cron, systemd, `env -i`) or say anything.
 fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    format!("cli:{}", login_name())
+}
+
+/// The name `/etc/passwd` gives the process's uid (the owner of `/proc/self`), or `uid N` when
+/// it has none (a container's arbitrary uid).
+fn login_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_of(&passwd, uid))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The first name in a passwd(5) file with `uid`.
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let found: u32 = fields.nth(1)?.parse().ok()?;
+        (found == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
     let config = config::init(data_dir, &args.key_zone, &args.resolvers)?;
-    if let Err(e) = Store::create(&config.database_path()).await {
+    if let Err(e) = create_store(&config).await {
         // Leave nothing half-made: the directory held no installation before.
         for file in [config::CONFIG_FILE, config::MASTER_KEY_FILE] {
             let _ = std::fs::remove_file(data_dir.join(file));
@@ -457,6 +495,23 @@ async fn init(data_dir: &Path, args: &InitArgs) -> Result<()> {
     );
     println!("Next: signet tenant add NAME");
     Ok(())
+}
+
+/// The database, with the key zone its names will be made under.
+async fn create_store(config: &Config) -> Result<(), signet_store::StoreError> {
+    let path = config.database_path();
+    let store = Store::create(&path).await?;
+    let recorded = async {
+        let mut tx = store.begin().await?;
+        tx.set_key_zone(config.key_zone.name()).await?;
+        tx.commit().await
+    }
+    .await;
+    store.close().await;
+    if recorded.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    recorded
 }
 
 async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result<()> {
@@ -490,7 +545,7 @@ async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result
         Command::Sign {
             message,
             recipients,
-        } => sign(service, &message, &recipients).await,
+        } => sign_cmd::run(service, &message, &recipients).await,
         Command::Tick => {
             let report = service.tick().await?;
             for event in &report.events {
@@ -882,35 +937,7 @@ fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: Tabl
     }
 }
 
-async fn sign(service: &Signet, path: &Path, recipients: &[String]) -> Result<()> {
-    let message = read_input(path)?;
-    let domains = recipients
-        .iter()
-        .map(|r| {
-            let domain = r
-                .rsplit_once('@')
-                .map_or(r.as_str(), |(_, d)| d.trim_end_matches('>'));
-            domain
-                .parse::<DomainName>()
-                .with_context(|| format!("--rcpt {r}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    match service
-        .sign_message(&message, &domains, &SigningPolicy::default(), None)
-        .await?
-    {
-        SignOutcome::Signed { header, .. } => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            out.write_all(header.as_bytes())?;
-            out.write_all(&message)?;
-            Ok(())
-        }
-        SignOutcome::Unsigned(reason) => anyhow::bail!("not signed: {reason}"),
-    }
-}
-
-fn read_input(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::stdin()

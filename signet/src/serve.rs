@@ -1,5 +1,5 @@
-//! `signet serve`: the key zone's DNS server, the signing gateway and the scheduler, together,
-//! until SIGTERM/SIGINT.
+//! `signet serve`: the key zone's DNS server, the signing gateway (relay, submission, delivery)
+//! and the scheduler, together, until SIGTERM/SIGINT.
 //!
 //! Queries never touch the store: a refresher polls the zone serial (a cheap read) and, when it
 //! moves, rebuilds the zone and swaps it into the server, so a change made with the CLI is
@@ -7,6 +7,7 @@
 //! (more often when `check_interval` is shorter), each domain's CNAMEs being re-checked every
 //! `check_interval`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
     let handle = signet_dns_server::ZoneHandle::new(zone);
     let dns = crate::zone::spawn_server(&config, handle.clone(), stop.clone())
         .await
-        .with_context(|| format!("cannot start the DNS server on {}", config.dns.listen))?;
+        .map_err(|e| cannot_listen("key-zone DNS server", config.dns.listen, &e))?;
     info!(listen = %config.dns.listen, zone = %config.key_zone.name(), "dns: serving the key zone over UDP and TCP");
 
     let gateway = crate::gateway::spawn(&config, Arc::clone(&service), stop.clone()).await?;
@@ -59,6 +60,31 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
     service.store().close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Why a listener could not start, said once: `relay listener 127.0.0.1:2525: address already
+/// in use`. The operating system's reason is found in the error's chain and told in words.
+pub fn cannot_listen(what: &str, address: SocketAddr, error: &anyhow::Error) -> anyhow::Error {
+    let why = match error
+        .chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+    {
+        Some(io) => os_reason(io),
+        None => format!("{error:#}"),
+    };
+    anyhow::anyhow!("{what} {address}: {why}")
+}
+
+fn os_reason(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::AddrInUse => "address already in use".into(),
+        ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        ErrorKind::PermissionDenied => {
+            "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)".into()
+        }
+        _ => error.to_string(),
+    }
 }
 
 fn scheduler_pause(config: &Config) -> Duration {

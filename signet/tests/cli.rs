@@ -452,15 +452,16 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     ] {
         let run = signet.run(&args);
         assert_ne!(run.code, 0, "{args:?} succeeded");
+        let mut lines = run.stderr.lines();
+        let first = lines.next().unwrap_or_default();
         assert!(
-            run.stderr.contains(why),
-            "{args:?}: expected {why:?} in {:?}",
+            first.contains(why),
+            "{args:?}: expected {why:?} in the first line of {:?}",
             run.stderr
         );
-        assert_eq!(
-            run.stderr.lines().count(),
-            1,
-            "{args:?}: one line, got {:?}",
+        assert!(
+            lines.all(|l| l.is_empty() || l == "For more information, try '--help'."),
+            "{args:?}: one line, and clap's pointer to --help for what it parsed: {:?}",
             run.stderr
         );
         assert!(run.stdout.is_empty(), "{args:?} printed {:?}", run.stdout);
@@ -584,4 +585,352 @@ fn connectors_are_added_listed_and_removed_without_showing_secrets() {
     signet
         .run(&["connector", "remove", "contoso", "office"])
         .refused("no connector named 'office'");
+}
+
+/// `signet ARGS` with a deadline (`timeout`), for `serve` runs that must stop by themselves.
+fn run_briefly(signet: &Signet, args: &[&str]) -> support::Run {
+    let output = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_signet"))
+        .arg("--data-dir")
+        .arg(signet.data_dir())
+        .args(args)
+        .env_remove("SIGNET_MASTER_KEY")
+        .output()
+        .unwrap();
+    support::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `serve` on free ports, with `extra` arguments overriding them.
+fn serve_briefly(signet: &Signet, extra: &[&str]) -> support::Run {
+    let mut args = vec!["serve".to_string()];
+    for flag in ["--dns-listen", "--relay-listen", "--submission-listen"] {
+        if !extra.contains(&flag) {
+            args.push(flag.into());
+            args.push(format!("127.0.0.1:{}", support::free_port()));
+        }
+    }
+    args.extend(extra.iter().map(ToString::to_string));
+    run_briefly(signet, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn command_line_mistakes_get_the_whole_message_and_exit_2() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
+    for (args, expected) in [
+        (
+            vec!["init"],
+            &[
+                "error: the following required arguments were not provided:",
+                "--key-zone <KEY_ZONE>",
+                "Usage: signet init",
+            ][..],
+        ),
+        (
+            vec!["dkim", "set", "contoso.com", "--enabled", "maybe"],
+            &[
+                "invalid value 'maybe' for '--enabled <ENABLED>'",
+                "[possible values: true, false]",
+            ],
+        ),
+        (
+            vec!["records", "contoso.com", "--format", "yaml"],
+            &["[possible values: table, zone, json]"],
+        ),
+        (
+            vec!["dkim", "get", "--format", "yaml"],
+            &["[possible values: list, table, json]"],
+        ),
+        (
+            vec!["domian", "list"],
+            &[
+                "unrecognized subcommand 'domian'",
+                "a similar subcommand exists: 'domain'",
+            ],
+        ),
+        (
+            vec![],
+            &[
+                "requires a subcommand",
+                "[subcommands: init, tenant, domain",
+                "Usage: signet [OPTIONS] <COMMAND>",
+            ],
+        ),
+        (
+            vec!["tenant"],
+            &["Usage: signet tenant [OPTIONS] <COMMAND>", "add", "remove"],
+        ),
+    ] {
+        let run = signet.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stdout.is_empty(), "{args:?}: {run:?}");
+        for text in expected {
+            assert!(
+                run.stderr.contains(text),
+                "{args:?}: expected {text:?} in:\n{}",
+                run.stderr
+            );
+        }
+    }
+
+    // `signet` alone: the whole help, as a mistake.
+    let bare = std::process::Command::new(env!("CARGO_BIN_EXE_signet"))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(2), "{help}");
+    for text in [
+        "Usage: signet [OPTIONS] <COMMAND>",
+        "Commands:",
+        "  tenant ",
+    ] {
+        assert!(help.contains(text), "expected {text:?} in:\n{help}");
+    }
+
+    // Asked-for help and the version go to stdout, with 0.
+    let help = signet.run(&["tenant", "--help"]);
+    assert!(help.ok().contains("Usage: signet tenant"), "{help:?}");
+    assert!(signet.run(&["--version"]).ok().starts_with("signet "));
+    let serve = signet.run(&["serve", "--help"]).ok().to_string();
+    for part in [
+        "key-zone DNS",
+        "relay",
+        "submission",
+        "delivery",
+        "scheduler",
+    ] {
+        assert!(serve.contains(part), "serve --help names {part}:\n{serve}");
+    }
+
+    // A domain too long to delegate is an invalid name like any other: 2.
+    let long = format!("{}.example", "a".repeat(50));
+    for name in [long.as_str(), "bad..example"] {
+        let run = signet.run(&["domain", "add", "contoso", name]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("is not a valid domain name"), "{run:?}");
+    }
+}
+
+#[test]
+fn configuration_mistakes_are_shown_with_their_line_and_key() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    let path = signet.data_dir().join("signet.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    let line_of = |text: &str| {
+        good.lines()
+            .position(|l| l.starts_with(text))
+            .map(|i| i + 1)
+            .unwrap()
+    };
+    let file = path.display().to_string();
+    for (from, to, first_line, underline) in [
+        (
+            "delay = \"96h\"",
+            "delay = \"an hour\"",
+            format!(
+                "error: {file}, line {}, column 9: [rotation] delay: 'an hour' is not a duration",
+                line_of("delay =")
+            ),
+            "delay = \"an hour\"          # from rotate to the earliest switch-over (RotateOnDate)\n   |         ^^^^^^^^^\n",
+        ),
+        (
+            "ttl = 3600",
+            "ttl = \"an hour\"",
+            format!(
+                "error: {file}, line {}, column 7: [dns] ttl: invalid type: string \"an hour\", expected u32",
+                line_of("ttl =")
+            ),
+            "ttl = \"an hour\"\n   |       ^^^^^^^^^\n",
+        ),
+        (
+            "retention = ",
+            "retension = ",
+            format!(
+                "error: {file}, line {}, column 1: [rotation] retension: unknown field `retension`",
+                line_of("retention =")
+            ),
+            "retension = \"7d\"",
+        ),
+    ] {
+        std::fs::write(&path, good.replace(from, to)).unwrap();
+        let run = signet.run(&["tenant", "list"]);
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(
+            run.stderr.starts_with(&first_line),
+            "expected {first_line:?} first in:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(underline), "{}", run.stderr);
+    }
+    std::fs::write(&path, good).unwrap();
+    signet.run(&["tenant", "list"]).ok();
+}
+
+#[test]
+fn a_changed_key_zone_is_refused_while_domains_exist() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    let before = state(&signet);
+    let path = signet.data_dir().join("signet.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        good.replace(
+            &format!("key_zone = \"{ZONE}\""),
+            "key_zone = \"keys.example.org\"",
+        ),
+    )
+    .unwrap();
+    let why = format!(
+        "key_zone is keys.example.org, but this installation's 2 accepted domains were set up under {ZONE}"
+    );
+    for args in [
+        &["tenant", "list"][..],
+        &["records", "contoso.dkim.example.net"],
+        &["tick"],
+        &["zone", "export"],
+    ] {
+        let refused = signet.run(args).refused(&why).to_string();
+        assert!(
+            refused.contains(&format!("Set key_zone = \"{ZONE}\" again")),
+            "{refused}"
+        );
+        assert!(refused.contains("signet.toml"), "{refused}");
+    }
+    let serve = serve_briefly(&signet, &[]);
+    assert_ne!(serve.code, 0, "{serve:?}");
+    assert!(serve.stderr.contains(&why), "{}", serve.stderr);
+    std::fs::write(&path, good).unwrap();
+    assert_eq!(state(&signet), before, "nothing changed meanwhile");
+
+    // Before any tenant exists the zone may still change.
+    let fresh = Signet::new();
+    fresh.run(&["init", "--key-zone", ZONE]).ok();
+    let path = fresh.data_dir().join("signet.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            &format!("key_zone = \"{ZONE}\""),
+            "key_zone = \"keys.example.org\"",
+        ),
+    )
+    .unwrap();
+    let added = fresh.run(&["tenant", "add", "contoso"]).ok().to_string();
+    assert!(added.contains("contoso.keys.example.org"), "{added}");
+}
+
+#[test]
+fn the_installation_is_private_and_checked_at_start() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    let data = signet.data_dir();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let database = data.join("signet.db");
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&database), 0o600, "database");
+    assert_eq!(mode(&data.join("master.key")), 0o600, "master key");
+    let before = state(&signet);
+
+    let wal = data.join("signet.db-wal");
+    let spool = data.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (path, open, what, fix) in [
+        (&database, 0o644, "the database", "600"),
+        (&data, 0o755, "the data directory", "700"),
+        (&wal, 0o644, "the database journal", "600"),
+        (&spool, 0o750, "the spool", "700"),
+    ] {
+        if !path.exists() {
+            std::fs::write(path, b"").unwrap();
+        }
+        let private = mode(path);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
+        let why = format!(
+            "{what} {} is readable by other users (mode {open:o}); run `chmod {fix} {}`",
+            path.display(),
+            path.display()
+        );
+        signet.run(&["tenant", "list"]).refused(&why);
+        signet.run(&["queue", "list"]).refused(&why);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)).unwrap();
+        if path == &wal {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    assert_eq!(state(&signet), before);
+}
+
+#[test]
+fn the_audit_log_names_the_login_of_the_uid() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    let login = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap()
+        .stdout;
+    let login = String::from_utf8(login).unwrap().trim().to_string();
+    for (tenant, user) in [("fabrikam", None), ("tailspin", Some("mallory"))] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_signet"));
+        command
+            .arg("--data-dir")
+            .arg(signet.data_dir())
+            .args(["tenant", "add", tenant])
+            .env_remove("LOGNAME")
+            .env_remove("SIGNET_MASTER_KEY");
+        match user {
+            Some(user) => command.env("USER", user),
+            None => command.env_remove("USER"),
+        };
+        assert!(command.status().unwrap().success());
+    }
+    let audit: serde_json::Value =
+        serde_json::from_str(signet.run(&["audit", "--format", "json"]).ok()).unwrap();
+    let who: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["who"].as_str().unwrap())
+        .collect();
+    assert_eq!(who.len(), 3, "{who:?}");
+    for actor in who {
+        assert_eq!(actor, format!("cli:{login}"));
+    }
+}
+
+#[test]
+fn a_listener_that_cannot_start_is_named_once() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns_address = udp.local_addr().unwrap().to_string();
+    for (flag, address, what) in [
+        ("--relay-listen", &address, "relay listener"),
+        ("--submission-listen", &address, "submission listener"),
+        ("--dns-listen", &dns_address, "key-zone DNS server"),
+    ] {
+        let run = serve_briefly(&signet, &[flag, address]);
+        assert_ne!(run.code, 0, "{run:?}");
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            format!("error: {what} {address}: address already in use"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stderr.to_lowercase().matches("already in use").count(),
+            1,
+            "{}",
+            run.stderr
+        );
+    }
 }

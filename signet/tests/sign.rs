@@ -12,7 +12,7 @@ use support::Signet;
 const MESSAGE: &[u8] = b"From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: hello\r\n\
 Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@contoso.com>\r\n\r\nHi Ann.\r\n";
 
-/// The key zone's TXT records, as `name value` lines for the verifier's offline DNS.
+/// The key zone's TXT records, as `name TXT value` lines for the verifiers' offline DNS.
 fn records_file(signet: &Signet, domains: &[&str]) -> std::path::PathBuf {
     let mut lines = String::new();
     for domain in domains {
@@ -22,7 +22,7 @@ fn records_file(signet: &Signet, domains: &[&str]) -> std::path::PathBuf {
         for record in json["key_zone"].as_array().unwrap() {
             let _ = writeln!(
                 lines,
-                "{} {}",
+                "{} TXT {}",
                 record["name"].as_str().unwrap(),
                 record["value"].as_str().unwrap()
             );
@@ -157,4 +157,109 @@ fn key_expiration_is_written_when_asked() {
         .ok();
     let signed = signet.run_with_stdin(&["sign"], MESSAGE).ok().to_string();
     assert_eq!(tag(&signed, "x="), None, "{signed}");
+}
+
+/// A message with what canonicalization acts on: a folded header, runs of spaces, trailing
+/// whitespace, empty lines at the end of the body.
+const VARIED: &str = "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject:  hello\r\n\tthere  \r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@contoso.com>\r\n\r\nHi  Ann. \r\n\r\n  indented\r\n\r\n\r\n";
+
+/// `signet verify` with the records file, offline: its report.
+fn signet_verify(signet: &Signet, records: &std::path::Path, message: &[u8]) -> (i32, String) {
+    let path = signet.dir.path().join("signed.eml");
+    std::fs::write(&path, message).unwrap();
+    let run = signet.run(&[
+        "verify",
+        path.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+    ]);
+    (run.code, run.stdout)
+}
+
+/// A file saved with LF line ends is signed as SMTP would carry it (CRLF) and printed back
+/// with LF; a CRLF file stays CRLF. Every canonicalization, both line ends: dkimpy (which reads
+/// LF and CRLF files alike) and `signet verify` accept the signature.
+#[test]
+fn every_canonicalization_signs_lf_and_crlf_files_that_verify() {
+    let signet = Signet::with_tenant("127.0.0.1:9");
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
+    let records = records_file(&signet, &["contoso.com", "contoso.dkim.example.net"]);
+    let crlf = VARIED.to_string();
+    let lf = VARIED.replace("\r\n", "\n");
+    let mut folded_bh_seen = false;
+    for header in ["simple", "relaxed"] {
+        for body in ["simple", "relaxed"] {
+            signet
+                .run(&[
+                    "dkim",
+                    "set",
+                    "contoso.com",
+                    "--header-canonicalization",
+                    header,
+                    "--body-canonicalization",
+                    body,
+                ])
+                .ok();
+            for (input, endings) in [(&lf, "LF"), (&crlf, "CRLF")] {
+                let what = format!("c={header}/{body}, {endings} in");
+                let signed = signet
+                    .run_with_stdin(&["sign", "--rcpt", "ann@example.org"], input.as_bytes())
+                    .ok()
+                    .to_string();
+                assert!(
+                    signed.contains(&format!("c={header}/{body};")),
+                    "{what}: {signed}"
+                );
+                assert!(
+                    signed.ends_with(input.as_str()),
+                    "{what}: the message as it came"
+                );
+                let (head, _) = signed.split_once("From: Joe").unwrap();
+                if endings == "LF" {
+                    assert!(!signed.contains('\r'), "{what}: LF out: {signed:?}");
+                } else {
+                    assert_eq!(
+                        head.matches('\n').count(),
+                        head.matches("\r\n").count(),
+                        "{what}: CRLF out: {head:?}"
+                    );
+                }
+                assert!(
+                    dkimpy(&records, signed.as_bytes()),
+                    "dkimpy: {what}\n{signed}"
+                );
+                let (code, report) = signet_verify(&signet, &records, signed.as_bytes());
+                assert_eq!(code, 0, "signet verify: {what}\n{report}");
+                assert!(report.contains("result: pass"), "{what}: {report}");
+                assert!(
+                    report.contains("DMARC: none - no DMARC record at _dmarc.contoso.com\n"),
+                    "the place looked at is named once: {report}"
+                );
+                // `analyze` shows bh= as verifiers read it, without the folding whitespace.
+                let raw_bh = signed
+                    .split("bh=")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap();
+                folded_bh_seen |= raw_bh.contains('\n');
+                let body_hash: String = raw_bh.split_whitespace().collect();
+                let path = signet.dir.path().join("signed.eml");
+                let analysis = signet.run(&["analyze", path.to_str().unwrap()]);
+                assert!(
+                    analysis.ok().contains(&format!("    bh={body_hash}  -- ")),
+                    "{what}: {}",
+                    analysis.stdout
+                );
+            }
+        }
+    }
+    assert!(
+        folded_bh_seen,
+        "some signature folds its bh= over two lines"
+    );
 }

@@ -38,6 +38,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     }
 
     async fn tick_one(&self, seen: &SigningConfig, report: &mut TickReport) -> Result<()> {
+        let first_event = report.events.len();
         let observations = self.observe(seen, report).await;
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
@@ -95,9 +96,12 @@ impl<D: Dns, C: Clock> Service<D, C> {
             ));
         }
         tx.save_config(&after, &new_keys).await?;
-        let detail = json!({ "before": audit_view(&before), "after": audit_view(&after), "events": report.events });
-        self.record(&mut tx, "scheduler.tick", Some(&after.domain), detail)
-            .await?;
+        if !only_checked_again(&before, &after) {
+            let events = &report.events[first_event..];
+            let detail = json!({ "before": audit_view(&before), "after": audit_view(&after), "events": events });
+            self.record(&mut tx, "scheduler.tick", Some(&after.domain), detail)
+                .await?;
+        }
         self.commit(tx).await?;
         Ok(())
     }
@@ -174,6 +178,21 @@ impl<D: Dns, C: Clock> Service<D, C> {
             }
         }
     }
+}
+
+/// Whether the pass only re-checked the CNAMEs and found them as before: the time of the check
+/// is kept (`LastChecked`), but nothing changed that the audit log should show.
+fn only_checked_again(before: &SigningConfig, after: &SigningConfig) -> bool {
+    let (Some(old), Some(new)) = (&before.cname_check, &after.cname_check) else {
+        return false;
+    };
+    let mut same = after.clone();
+    same.cname_check = Some(CnameCheck {
+        at: old.at,
+        ..new.clone()
+    });
+    same.changed = before.changed;
+    same == *before
 }
 
 fn describe(domain: &DomainName, transition: &Transition) -> String {

@@ -9,6 +9,35 @@ use signet_store::{AcceptedDomain, Tenant};
 use crate::{AppError, Clock, Dns, Result, Service, audit_view};
 
 impl<D: Dns, C: Clock> Service<D, C> {
+    /// Holds the installation to the key zone its names were made under. Every tenant's initial
+    /// domain and every customer's CNAME target lies in the key zone, so serving another zone
+    /// while domains exist would break every delegation already published: refused. Without
+    /// domains the zone may change; the first call on a database that has no zone recorded yet
+    /// (made before signet kept it) records the configured one.
+    pub async fn check_key_zone(&self) -> Result<()> {
+        let configured = self.settings.zone.name();
+        let mut tx = self.store.begin().await?;
+        let recorded = tx.key_zone().await?;
+        if recorded.as_ref() == Some(configured) {
+            return Ok(());
+        }
+        let domains = tx.domain_count().await?;
+        if let Some(recorded) = &recorded
+            && domains > 0
+        {
+            return Err(AppError::Refused(format!(
+                "key_zone is {configured}, but this installation's {domains} accepted domains were set up under {recorded}: every customer's CNAMEs point into {recorded}, and serving {configured} instead would break all of them. Set key_zone = \"{recorded}\" again; a new key zone needs a new installation"
+            )));
+        }
+        tx.set_key_zone(configured).await?;
+        if let Some(recorded) = recorded {
+            let detail = json!({ "from": recorded.as_str(), "to": configured.as_str() });
+            self.record(&mut tx, "key_zone.change", None, detail)
+                .await?;
+        }
+        self.commit(tx).await
+    }
+
     /// Creates a tenant with its initial domain (signing, `Valid`, a key in `selector1`) and its
     /// routing domain (never signs).
     pub async fn add_tenant(&self, name: &TenantName) -> Result<SigningConfig> {

@@ -789,3 +789,94 @@ async fn connectors_map_clients_and_logins_to_one_tenant() {
             .contains("no connector named")
     );
 }
+
+#[tokio::test]
+async fn the_key_zone_cannot_change_under_existing_domains() {
+    let f = Fixture::new().await;
+    let with_zone = |zone: &str| {
+        let mut settings = f.service.settings.clone();
+        settings.zone = KeyZone::new(zone.parse().unwrap());
+        Service::new(
+            f.service.store.clone(),
+            MasterKey::generate().unwrap(),
+            FakeDns::default(),
+            FakeClock(AtomicI64::new(1_800_000_000)),
+            settings,
+            "test",
+        )
+    };
+    // A database without a recorded zone (made before signet kept it) takes the configured one.
+    f.service.check_key_zone().await.unwrap();
+    let recorded = || async {
+        f.service
+            .store
+            .begin()
+            .await
+            .unwrap()
+            .key_zone()
+            .await
+            .unwrap()
+    };
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+    // Without domains the zone may still change.
+    with_zone("keys.example.org")
+        .check_key_zone()
+        .await
+        .unwrap();
+    assert_eq!(recorded().await, Some(d("keys.example.org")));
+    f.service.check_key_zone().await.unwrap();
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+
+    f.service
+        .add_tenant(&"contoso".parse().unwrap())
+        .await
+        .unwrap();
+    let before = f.snapshot().await;
+    let refused = with_zone("keys.example.org")
+        .check_key_zone()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("key_zone is keys.example.org")
+            && refused.contains("2 accepted domains were set up under dkim.example.net")
+            && refused.contains("break"),
+        "{refused}"
+    );
+    assert_eq!(f.snapshot().await, before);
+    assert_eq!(recorded().await, Some(d("dkim.example.net")));
+    f.service.check_key_zone().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pass_that_changes_nothing_writes_no_audit_entry() {
+    let f = contoso().await;
+    f.publish_cnames("contoso.com");
+    let audit = || async { f.service.audit(None).await.unwrap().len() };
+    f.service.tick().await.unwrap();
+    let after_first_check = audit().await;
+    for _ in 0..3 {
+        f.advance(Span::hours(2));
+        f.service.tick().await.unwrap();
+    }
+    assert_eq!(audit().await, after_first_check, "the same findings again");
+    let checked = f.service.config(&d("contoso.com")).await.unwrap();
+    assert_eq!(
+        checked.cname_check.unwrap().at,
+        f.service.clock.now(),
+        "the time of the last check is still kept"
+    );
+
+    // A finding that changes is recorded, with this domain's events only.
+    f.service
+        .dns
+        .cnames
+        .lock()
+        .unwrap()
+        .remove("selector2._domainkey.contoso.com");
+    f.advance(Span::hours(2));
+    f.service.tick().await.unwrap();
+    let entries = f.service.audit(None).await.unwrap();
+    assert_eq!(entries.len(), after_first_check + 1);
+    assert_eq!(entries.last().unwrap().action, "scheduler.tick");
+}

@@ -32,6 +32,11 @@ pub enum StoreError {
     Missing(String),
     #[error("a database already exists at {0}")]
     Exists(String),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
     /// A row that the schema allows but the domain model refuses: the database was edited by hand
     /// or by a newer signet.
     #[error("the database is inconsistent: {0}")]
@@ -105,14 +110,39 @@ pub struct Store {
 }
 
 impl Store {
-    /// Creates a new database file. Refuses to touch an existing one.
+    /// Creates a new database file, readable by its owner only (mode 0600: it holds password
+    /// hashes; SQLite gives its `-wal` and `-shm` files the same mode). Refuses to touch an
+    /// existing one.
     pub async fn create(path: &Path) -> Result<Store> {
-        if path.exists() {
-            return Err(StoreError::Exists(path.display().to_string()));
+        use std::os::unix::fs::OpenOptionsExt;
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(path.display().to_string()));
+            }
+            Err(source) => {
+                return Err(StoreError::Create {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
         }
-        let store = Self::connect(path, true).await?;
-        schema::migrate(&store.pool).await?;
-        Ok(store)
+        let made = async {
+            let store = Self::connect(path, false).await?;
+            schema::migrate(&store.pool).await?;
+            Ok(store)
+        };
+        let result = made.await;
+        if result.is_err() {
+            // The empty file is ours: leave nothing half-made.
+            let _ = std::fs::remove_file(path);
+        }
+        result
     }
 
     /// Opens an existing database and applies pending migrations.
@@ -438,6 +468,37 @@ impl Tx {
         value
             .parse()
             .map_err(|_| StoreError::Corrupt(format!("zone serial '{value}'")))
+    }
+
+    /// The key zone this installation's names were made under: recorded by `signet init`, or by
+    /// the first open of a database made before it was kept. `None` until then.
+    pub async fn key_zone(&mut self) -> Result<Option<DomainName>> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_zone'")
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        value
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("key zone '{v}'")))
+            })
+            .transpose()
+    }
+
+    pub async fn set_key_zone(&mut self, zone: &DomainName) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES ('key_zone', $1)")
+            .bind(zone.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// How many accepted domains there are, of every tenant.
+    pub async fn domain_count(&mut self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM domains")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn bump_serial(&mut self) -> Result<()> {

@@ -267,6 +267,38 @@ async fn open_and_create_refuse_the_wrong_state() {
 }
 
 #[tokio::test]
+async fn the_database_and_its_journal_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = fresh().await;
+    with_domain(&store, "contoso.com").await;
+    for file in ["signet.db", "signet.db-wal", "signet.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn the_key_zone_is_kept_and_domains_counted() {
+    let (_dir, store) = fresh().await;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.key_zone().await.unwrap(), None, "until recorded");
+    let zone: DomainName = "dkim.example.net".parse().unwrap();
+    tx.set_key_zone(&zone).await.unwrap();
+    assert_eq!(tx.domain_count().await.unwrap(), 0);
+    tx.commit().await.unwrap();
+    with_domain(&store, "contoso.com").await;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.key_zone().await.unwrap(), Some(zone));
+    let other: DomainName = "keys.example.org".parse().unwrap();
+    tx.set_key_zone(&other).await.unwrap();
+    assert_eq!(tx.key_zone().await.unwrap(), Some(other));
+    assert_eq!(tx.domain_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
 async fn connectors_round_trip_and_usernames_are_unique() {
     let (_dir, store) = fresh().await;
     with_domain(&store, "contoso.com").await;

@@ -194,8 +194,17 @@ fn tags(value: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A signature's tags with the folding whitespace taken out of their values, as a verifier
+/// reads them (RFC 6376 section 3.2): a `bh=` or `b=` folded over lines is one base64 string.
+fn signature_tags(value: &str) -> Vec<(String, String)> {
+    tags(value)
+        .into_iter()
+        .map(|(key, value)| (key, value.split_whitespace().collect()))
+        .collect()
+}
+
 fn explain_signature(value: &str, kind: &str) -> (String, Vec<Item>) {
-    let tags = tags(value);
+    let tags = signature_tags(value);
     let tag = |name: &str| {
         tags.iter()
             .find(|(k, _)| k == name)
@@ -642,7 +651,7 @@ mod tests {
     fn hops_are_ordered_oldest_first_with_delays() {
         let message = b"Received: from b.example by c.example with ESMTP; Tue, 14 Nov 2023 22:14:20 +0000\r\n\
 Received: from a.example by b.example with SMTP; Tue, 14 Nov 2023 22:13:20 +0000 (UTC)\r\n\
-DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel;\r\n\tbh=abc; h=from:to; b=xyz\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel;\r\n\tbh=ab\r\n\tc; h=from :\r\n to; b=x yz\r\n\
 From: a@example.com\r\n\r\nbody\r\n";
         let analysis = analyze(message);
         assert_eq!(analysis.hops.len(), 2);
@@ -662,5 +671,15 @@ From: a@example.com\r\n\r\nbody\r\n";
                 .iter()
                 .any(|i| i.key == "bh" && i.meaning.contains("body"))
         );
+        let value = |key: &str| {
+            dkim.items
+                .iter()
+                .find(|i| i.key == key)
+                .map(|i| i.value.as_str())
+        };
+        // Folded values are shown as a verifier reads them: without the folding whitespace.
+        assert_eq!(value("bh"), Some("abc"));
+        assert_eq!(value("h"), Some("from:to"));
+        assert_eq!(value("b"), Some("xyz"));
     }
 }

@@ -196,7 +196,7 @@ async fn evaluate_domain(context: &Context<'_>, from: String) -> DmarcReport {
     let (record_domain, record) = match discovery {
         Discovery::Found { domain, record } => (domain, record),
         Discovery::Missing => {
-            report.reason = format!("no DMARC record at _dmarc.{from} or _dmarc.{organizational}");
+            report.reason = missing_reason(&from, &organizational);
             return report;
         }
         Discovery::Unusable(reason) => {
@@ -303,6 +303,16 @@ fn from_domains(message: &AuthenticatedMessage<'_>) -> Result<Vec<String>, Strin
     }
 }
 
+/// Where a record was looked for and not found: the From domain, then its organizational
+/// domain when that is another one.
+fn missing_reason(from: &str, organizational: &str) -> String {
+    if organizational == from {
+        format!("no DMARC record at _dmarc.{from}")
+    } else {
+        format!("no DMARC record at _dmarc.{from} or _dmarc.{organizational}")
+    }
+}
+
 async fn lookup(authenticator: &MessageAuthenticator, domain: &str) -> Discovery {
     let name = format!("_dmarc.{domain}.");
     let lookup = match authenticator.resolver().txt_lookup(name).await {
@@ -366,6 +376,18 @@ fn sample(raw: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_record_names_each_place_looked_once() {
+        assert_eq!(
+            missing_reason("contoso.com", "contoso.com"),
+            "no DMARC record at _dmarc.contoso.com"
+        );
+        assert_eq!(
+            missing_reason("mail.contoso.com", "contoso.com"),
+            "no DMARC record at _dmarc.mail.contoso.com or _dmarc.contoso.com"
+        );
+    }
 
     #[test]
     fn records_parse() {
