@@ -502,7 +502,7 @@ async fn create_store(config: &Config) -> Result<(), signet_store::StoreError> {
     let path = config.database_path();
     let store = Store::create(&path).await?;
     let recorded = async {
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin_write().await?;
         tx.set_key_zone(config.key_zone.name()).await?;
         tx.commit().await
     }

@@ -78,7 +78,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             kind,
             created: self.clock.now(),
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.tenant(tenant).await?.is_none() {
             return Err(AppError::NotFound(format!(
                 "tenant '{tenant}' does not exist"
@@ -109,7 +109,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     }
 
     pub async fn remove_connector(&self, tenant: &TenantName, name: &str) -> Result<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if !tx.delete_connector(tenant, name).await? {
             return Err(AppError::NotFound(format!(
                 "tenant '{tenant}' has no connector named '{name}'"

@@ -75,7 +75,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         let key = self.make_key(spec)?;
         config.slots = Slots::with_first_key(key.id.clone(), key.public.clone(), self.clock.now());
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.config(domain).await?.is_some() {
             return Err(AppError::Refused(format!(
                 "{domain} already has a DKIM signing config; use `signet dkim rotate {domain}` for a new key, or `signet dkim remove {domain}` first"
@@ -138,7 +138,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
             }
             _ => None,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let before = self.existing_config(&mut tx, domain).await?;
         let mut after = before.clone();
         if let Some(enabled) = options.enabled {
@@ -204,7 +204,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn import_key(&self, domain: &DomainName, pem: &[u8]) -> Result<SigningConfig> {
         let private = PrivateKey::from_pem(pem)?;
         let key = self.seal_key(&private)?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.config(domain).await?.is_some() {
             drop(tx);
             return self.rotate_to(domain, key, "dkim.import", false).await;
@@ -219,7 +219,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         );
         config.enabled = accepted.kind == DomainKind::Initial;
         config.slots = Slots::with_first_key(key.id.clone(), key.public.clone(), self.clock.now());
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.config(domain).await?.is_some() {
             return Err(AppError::Refused(format!(
                 "{domain} got a signing config meanwhile; import again"
@@ -244,7 +244,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         action: &str,
         require_enabled: bool,
     ) -> Result<SigningConfig> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let before = self.existing_config(&mut tx, domain).await?;
         if require_enabled && !before.enabled {
             return Err(AppError::Refused(format!(
@@ -292,7 +292,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
 
     /// Deletes a config and withdraws its records. The initial domain's config stays.
     pub async fn remove_config(&self, domain: &DomainName) -> Result<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let before = self.existing_config(&mut tx, domain).await?;
         if before.kind == DomainKind::Initial {
             return Err(AppError::Refused(format!(

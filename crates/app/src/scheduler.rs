@@ -41,7 +41,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let first_event = report.events.len();
         let observations = self.observe(seen, report).await;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let Some(before) = tx.config(&seen.domain).await? else {
             return Ok(());
         };

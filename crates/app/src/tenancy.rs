@@ -16,7 +16,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     /// (made before signet kept it) records the configured one.
     pub async fn check_key_zone(&self) -> Result<()> {
         let configured = self.settings.zone.name();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let recorded = tx.key_zone().await?;
         if recorded.as_ref() == Some(configured) {
             return Ok(());
@@ -46,7 +46,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         let routing = zone.routing_domain(name)?;
         zone.check_fits(name, &initial)?;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.tenant(name).await?.is_some() {
             return Err(AppError::Refused(format!("tenant '{name}' already exists")));
         }
@@ -82,7 +82,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
 
     /// Removes a tenant that has no custom domains left, with its initial and routing domains.
     pub async fn remove_tenant(&self, name: &TenantName) -> Result<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.tenant(name).await?.is_none() {
             return Err(AppError::NotFound(format!(
                 "tenant '{name}' does not exist"
@@ -140,7 +140,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         }
         zone.check_fits(tenant, domain)?;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         if tx.tenant(tenant).await?.is_none() {
             return Err(AppError::NotFound(format!(
                 "tenant '{tenant}' does not exist; create it with `signet tenant add {tenant}`"
@@ -196,7 +196,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
 
     /// Removes a custom accepted domain with its signing config and keys.
     pub async fn remove_domain(&self, domain: &DomainName) -> Result<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let accepted = tx
             .domain(domain)
             .await?

@@ -169,10 +169,22 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Starts a transaction. Dropping it without [`Tx::commit`] rolls everything back.
+    /// Starts a transaction for reading. Dropping it without [`Tx::commit`] rolls everything
+    /// back.
     pub async fn begin(&self) -> Result<Tx> {
         Ok(Tx {
             tx: self.pool.begin().await?,
+        })
+    }
+
+    /// Starts a transaction that will write: it takes SQLite's write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting up to the busy timeout for another writer. A deferred transaction
+    /// that reads first and writes later cannot wait: in WAL mode, if anyone committed after its
+    /// read began (the scheduler in a running `serve`), its first write fails at once with
+    /// "database is locked".
+    pub async fn begin_write(&self) -> Result<Tx> {
+        Ok(Tx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
         })
     }
 
