@@ -517,12 +517,12 @@ queue_lifetime = "5d"                  # then undeliverable mail bounces to its 
 # tls_certificate = "/etc/ssl/signet.pem"   # submission STARTTLS (PEM chain; relative to this
 # tls_key = "/etc/ssl/private/signet.key"   # directory); default: a self-signed certificate
 # plaintext_auth_on_loopback = false        # AUTH before STARTTLS, for loopback clients only
-timeout = "5m"          # each read and write of a client session (Postfix's smtpd_timeout)
-data_timeout = "10m"    # one message's data as a whole, then 451 4.4.2
-max_connections = 500   # sessions at once per listener (and 50 per client address), then 421
-auth_delay = "1s"       # after a failed AUTH, doubling per failure (login and address) to 32x
-auth_failures = 10      # failures of one login before it is locked out (0: never)
-auth_lockout = "15m"    # how long; meanwhile even the right password gets 535 5.7.8
+# timeout = "5m"          # each read and write of a client session (Postfix's smtpd_timeout)
+# data_timeout = "10m"    # one message's data as a whole, then 451 4.4.2
+# max_connections = 500   # sessions at once per listener (and 50 per address), then 421
+# auth_delay = "1s"       # after a failed AUTH; doubles per failure (login, address) up to 32x
+# auth_failures = 10      # failures of one login before it is locked out (0: never)
+# auth_lockout = "15m"    # how long; meanwhile even the right password gets 535 5.7.8
 
 [http]
 listen = "127.0.0.1:8080"
