@@ -227,6 +227,7 @@ async fn beyond_max_connections_a_client_gets_421() {
 #[tokio::test]
 async fn a_trickled_message_gets_451_at_the_data_timeout() {
     let config = ListenerConfig {
+        command_timeout: Duration::from_secs(10),
         data_timeout: Duration::from_secs(3),
         ..ListenerConfig::default()
     };
