@@ -551,11 +551,12 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             let turn = lock(&self.guards.throttle).turn(login, address, now.into_std());
             match turn {
                 Turn::Go => break,
-                Turn::Locked { .. } => {
-                    let failure =
-                        lock(&self.guards.throttle).failed(login, address, now.into_std());
-                    self.log_auth_failure(client, login, &failure, true);
-                    tokio::time::sleep(failure.delay).await;
+                Turn::Locked { delay, .. } => {
+                    if let Some(suppressed) = self.log_allowed() {
+                        let (peer, user) = (client.peer, loggable(login));
+                        tracing::info!(%peer, ?user, ?delay, suppressed, "AUTH refused: the login is locked");
+                    }
+                    tokio::time::sleep(delay).await;
                     return Err(invalid_credentials());
                 }
                 Turn::WaitUntil(until) => {
@@ -571,7 +572,16 @@ impl<P: Policy, S: Sink> Listener<P, S> {
                 }
             }
         }
-        match self.policy.authenticate(client, credentials).await {
+        // The attempt is in flight until it is reported; if this task is dropped first, the
+        // guard reports it abandoned.
+        let mut in_flight = InFlight {
+            throttle: &self.guards.throttle,
+            login,
+            reported: false,
+        };
+        let verdict = self.policy.authenticate(client, credentials).await;
+        in_flight.reported = true;
+        match verdict {
             Ok(tenant) => {
                 lock(&self.guards.throttle).succeeded(login);
                 client.tenant = Some(tenant);
@@ -581,35 +591,49 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             Err(reply) if reply.is_permanent() => {
                 let now = Instant::now().into_std();
                 let failure = lock(&self.guards.throttle).failed(login, address, now);
-                if failure.locked_until.is_some() {
-                    self.config.counters.count(Counter::Lockout);
-                }
-                self.log_auth_failure(client, login, &failure, false);
+                self.log_auth_failure(client, login, &failure);
                 tokio::time::sleep(failure.delay).await;
                 Err(reply)
             }
             // A temporary failure (the database) is not the client's doing.
-            Err(reply) => Err(reply),
+            Err(reply) => {
+                lock(&self.guards.throttle).abandoned(login);
+                Err(reply)
+            }
         }
     }
 
-    fn log_auth_failure(&self, client: &Client, login: &str, failure: &Failure, locked: bool) {
-        // The login as typed is the client's text: quoted (Debug) and cut short in the log.
-        let user: String = login.chars().take(64).collect();
-        let peer = client.peer;
+    fn log_auth_failure(&self, client: &Client, login: &str, failure: &Failure) {
+        let (peer, user) = (client.peer, loggable(login));
         if let Some(until) = failure.locked_until {
+            self.config.counters.count(Counter::Lockout);
             let lockout = until.saturating_duration_since(std::time::Instant::now());
-            // Always logged: one per login per lock-out period at most.
+            // Always logged: one line per login per lock-out period at most.
             tracing::warn!(%peer, ?user, failures = failure.login_failures, ?lockout, "AUTH: login locked after too many failures");
         } else if let Some(suppressed) = self.log_allowed() {
-            let why = if locked {
-                "login locked"
-            } else {
-                "wrong credentials"
-            };
-            tracing::info!(%peer, ?user, why, login_failures = failure.login_failures, address_failures = failure.address_failures, delay = ?failure.delay, suppressed, "AUTH failed");
+            tracing::info!(%peer, ?user, login_failures = failure.login_failures, address_failures = failure.address_failures, delay = ?failure.delay, suppressed, "AUTH failed");
         }
     }
+}
+
+/// An AUTH attempt that went ahead, until its outcome is reported to the throttle.
+struct InFlight<'a> {
+    throttle: &'a Mutex<AuthThrottle>,
+    login: &'a str,
+    reported: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            lock(self.throttle).abandoned(self.login);
+        }
+    }
+}
+
+/// The login as the client typed it, for the log: cut short (and logged quoted, with `?`).
+fn loggable(login: &str) -> String {
+    login.chars().take(64).collect()
 }
 
 /// The reply to a failed AUTH, whatever the reason (wrong password, unknown login, locked

@@ -49,10 +49,13 @@ pub enum Turn {
     Go,
     /// Not before this instant: ask again then.
     WaitUntil(Instant),
-    /// The login is locked: refuse as for a wrong password, without checking it.
+    /// The login is locked: refuse as for a wrong password, without checking it, after
+    /// holding the reply for `delay`.
     Locked {
         /// When the lock ends.
         until: Instant,
+        /// How long to hold the refusal (the address's failures, this one counted).
+        delay: Duration,
     },
 }
 
@@ -78,9 +81,14 @@ pub struct AuthThrottle {
     addresses: Table<IpAddr>,
 }
 
+/// How often an attempt asks again while the login has as many guesses in flight as it has left.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone, Copy)]
 struct Record {
     failures: u32,
+    /// Attempts that went ahead and have not ended yet (logins only).
+    in_flight: u32,
     last_failure: Instant,
     /// The next attempt may not start before this.
     next_try: Instant,
@@ -108,13 +116,15 @@ impl AuthThrottle {
         &self.config
     }
 
-    /// Asks whether an attempt by `login` from `address` may go ahead at `now`. `Go` and
-    /// `Locked` take the turn: concurrent attempts are spaced by the current delay.
+    /// Asks whether an attempt by `login` from `address` may go ahead at `now`. `Go` takes the
+    /// turn (concurrent attempts are spaced by the current delay) and puts the attempt in
+    /// flight: report how it ended with [`Self::failed`], [`Self::succeeded`] or
+    /// [`Self::abandoned`]. `Locked` has already counted the attempt against the address.
     pub fn turn(&mut self, login: &str, address: IpAddr, now: Instant) -> Turn {
         let (login, address) = (self.login_key(login), address_key(address));
-        let forget = self.config.lockout;
-        let login_record = self.logins.current(&login, now, forget);
-        let address_record = self.addresses.current(&address, now, forget);
+        let config = self.config;
+        let login_record = self.logins.current(&login, now, config.lockout);
+        let address_record = self.addresses.current(&address, now, config.lockout);
         let not_before = [login_record, address_record]
             .into_iter()
             .flatten()
@@ -123,47 +133,47 @@ impl AuthThrottle {
         if let Some(not_before) = not_before.filter(|t| *t > now) {
             return Turn::WaitUntil(not_before);
         }
-        let config = self.config;
-        for record in [
-            self.logins.records.get_mut(&login),
-            self.addresses.records.get_mut(&address),
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(until) = login_record
+            .and_then(|r| r.locked_until)
+            .filter(|until| *until > now)
         {
+            let record = self.addresses.fail(address, now, &config);
+            return Turn::Locked {
+                until,
+                delay: delay(&config, record.failures),
+            };
+        }
+        // Never more guesses under way than the lock-out leaves: a burst of parallel sessions
+        // must not get past `max_failures` before the first of them fails.
+        if login_record.is_some_and(|r| {
+            config.max_failures > 0 && r.failures + r.in_flight >= config.max_failures
+        }) {
+            return Turn::WaitUntil(now + IN_FLIGHT_POLL);
+        }
+        if let Some(record) = self.addresses.records.get_mut(&address) {
             record.next_try = now + delay(&config, record.failures);
         }
-        match login_record.and_then(|r| r.locked_until) {
-            Some(until) if until > now => Turn::Locked { until },
-            _ => Turn::Go,
-        }
+        let record = self.logins.entry(login, now, &config);
+        record.next_try = now + delay(&config, record.failures);
+        record.in_flight += 1;
+        Turn::Go
     }
 
-    /// Records a failed attempt (a wrong password, or any attempt while locked).
+    /// Records that an attempt that went ahead failed (a wrong password, an unknown login).
     pub fn failed(&mut self, login: &str, address: IpAddr, now: Instant) -> Failure {
         let (login, address) = (self.login_key(login), address_key(address));
         let config = self.config;
-        let forget = config.lockout;
-        let locked = self
-            .logins
-            .current(&login, now, forget)
-            .and_then(|r| r.locked_until)
-            .is_some_and(|until| until > now);
-        // Attempts while locked test no password: they count for the address only, and never
-        // stretch the lock (else anyone could keep a login locked for ever).
+        let record = self.logins.fail(login, now, &config);
+        record.in_flight = record.in_flight.saturating_sub(1);
         let mut locked_until = None;
-        let login_failures = if locked {
-            self.logins
-                .current(&login, now, forget)
-                .map_or(0, |r| r.failures)
-        } else {
-            let record = self.logins.fail(login, now, &config);
-            if config.max_failures > 0 && record.failures >= config.max_failures {
-                record.locked_until = Some(now + config.lockout);
-                locked_until = record.locked_until;
-            }
-            record.failures
-        };
+        if config.max_failures > 0
+            && record.failures >= config.max_failures
+            && record.locked_until.is_none()
+        {
+            record.locked_until = Some(now + config.lockout);
+            locked_until = record.locked_until;
+        }
+        let login_failures = record.failures;
         let address_failures = self.addresses.fail(address, now, &config).failures;
         Failure {
             login_failures,
@@ -178,6 +188,15 @@ impl AuthThrottle {
     pub fn succeeded(&mut self, login: &str) {
         let login = self.login_key(login);
         self.logins.records.remove(&login);
+    }
+
+    /// An attempt that went ahead ended without a verdict (a temporary failure, a dropped
+    /// session): it is no longer in flight, and counts for nothing.
+    pub fn abandoned(&mut self, login: &str) {
+        let login = self.login_key(login);
+        if let Some(record) = self.logins.records.get_mut(&login) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+        }
     }
 
     /// How many logins and addresses are remembered.
@@ -234,17 +253,24 @@ impl<K: std::hash::Hash + Eq + Copy> Table<K> {
         Some(record)
     }
 
-    /// Counts a failure for `key`, making room first if the table is full.
-    fn fail(&mut self, key: K, now: Instant, config: &ThrottleConfig) -> &mut Record {
+    /// The record of `key`, a fresh one if there is none (making room first if the table is
+    /// full).
+    fn entry(&mut self, key: K, now: Instant, config: &ThrottleConfig) -> &mut Record {
         if !self.records.contains_key(&key) && self.records.len() >= config.max_entries.max(1) {
             self.make_room(now, config);
         }
-        let record = self.records.entry(key).or_insert(Record {
+        self.records.entry(key).or_insert(Record {
             failures: 0,
+            in_flight: 0,
             last_failure: now,
             next_try: now,
             locked_until: None,
-        });
+        })
+    }
+
+    /// Counts a failure for `key`.
+    fn fail(&mut self, key: K, now: Instant, config: &ThrottleConfig) -> &mut Record {
+        let record = self.entry(key, now, config);
         record.failures = record.failures.saturating_add(1);
         record.last_failure = now;
         record.next_try = record.next_try.max(now + delay(config, record.failures));
@@ -273,12 +299,13 @@ impl<K: std::hash::Hash + Eq + Copy> Table<K> {
 }
 
 /// A record is forgotten when its lock is over (the count starts again), or, never locked,
-/// when its last failure is `forget` old.
+/// when its last failure is `forget` old; never while an attempt is in flight.
 fn expired(record: &Record, now: Instant, forget: Duration) -> bool {
-    match record.locked_until {
-        Some(until) => now >= until,
-        None => now >= record.last_failure + forget,
-    }
+    record.in_flight == 0
+        && match record.locked_until {
+            Some(until) => now >= until,
+            None => now >= record.last_failure + forget,
+        }
 }
 
 #[cfg(test)]
@@ -351,6 +378,7 @@ mod tests {
             throttle.turn("ann", ip("192.0.2.2"), now + SECOND),
             Turn::Go
         );
+        throttle.succeeded("ann");
         assert_eq!(throttle.len(), (0, 1));
     }
 
@@ -412,20 +440,52 @@ mod tests {
             .locked_until
             .expect("locked at the fifth failure");
         assert_eq!(lock, now + Duration::from_mins(15));
-        // Locked from every address, however long one waits for a turn.
+        // Locked from every address, however long one waits for a turn; such attempts count
+        // for the address (held 1 s here, its first failure), never for the login.
         let mut at = now + 8 * SECOND;
         assert_eq!(
             throttle.turn("ann", ip("203.0.113.9"), at),
-            Turn::Locked { until: lock }
+            Turn::Locked {
+                until: lock,
+                delay: SECOND
+            }
         );
-        // Attempts while locked neither stretch the lock nor count for the login.
-        let during = throttle.failed("ann", ip("203.0.113.9"), at);
-        assert_eq!((during.login_failures, during.locked_until), (5, None));
+        assert_eq!(
+            throttle.turn("ann", ip("203.0.113.9"), at + SECOND),
+            Turn::Locked {
+                until: lock,
+                delay: 2 * SECOND
+            }
+        );
         at = lock;
         assert_eq!(throttle.turn("ann", ip("203.0.113.10"), at), Turn::Go);
         // After the lock the count starts over.
         let after = throttle.failed("ann", ip("203.0.113.10"), at);
         assert_eq!(after.login_failures, 1);
+    }
+
+    #[test]
+    fn a_parallel_burst_gets_no_more_guesses_than_the_lock_out_allows() {
+        let mut throttle = AuthThrottle::new(config()); // 5 failures lock
+        let now = Instant::now();
+        let turns: Vec<Turn> = (0..16)
+            .map(|i| {
+                let address = IpAddr::from([192, 0, 2, i]);
+                throttle.turn("ann", address, now)
+            })
+            .collect();
+        let went = turns.iter().filter(|t| **t == Turn::Go).count();
+        assert_eq!(went, 5, "{turns:?}");
+        // One of them ends without a verdict: its place is free again.
+        throttle.abandoned("ann");
+        assert_eq!(throttle.turn("ann", ip("198.51.100.1"), now), Turn::Go);
+        for i in 0..5 {
+            throttle.failed("ann", IpAddr::from([192, 0, 2, i]), now);
+        }
+        assert!(matches!(
+            throttle.turn("ann", ip("198.51.100.2"), now + 20 * SECOND),
+            Turn::Locked { .. }
+        ));
     }
 
     #[test]
@@ -435,6 +495,8 @@ mod tests {
         let (now, _) = fail_once(&mut throttle, "ann", ip("192.0.2.1"), now);
         let later = now + Duration::from_mins(15);
         assert_eq!(throttle.turn("ann", ip("192.0.2.1"), later), Turn::Go);
+        assert_eq!(throttle.len(), (1, 0), "only the attempt in flight");
+        throttle.succeeded("ann");
         assert!(throttle.is_empty());
     }
 
@@ -470,6 +532,7 @@ mod tests {
             throttle.turn("victim", ip("198.51.100.1"), now + 20 * SECOND),
             Turn::Locked { .. }
         ));
+        assert!(throttle.len().0 <= 10);
         // A login of any length costs the same few bytes.
         throttle.failed(&"x".repeat(10_000), ip("192.0.2.2"), now);
     }
