@@ -305,6 +305,7 @@ fn system_hostname() -> String {
 
 /// The `[smtp]` table, validated.
 fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
+    let limits = session_limits(&raw)?;
     let tls = match (raw.tls_certificate, raw.tls_key) {
         (Some(certificate), Some(key)) => TlsFiles {
             certificate: data_dir.join(certificate),
@@ -351,53 +352,11 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
             "[smtp] smart_host_login needs smart_host_tls: a password is never sent in the clear"
         );
     }
-    let defaults = signet_smtp::ListenerConfig::default();
-    let duration = |value: Option<String>, default: Duration, name: &str| -> Result<Duration> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        let span: Span = value.parse().with_context(|| format!("[smtp] {name}"))?;
-        Ok(Duration::from_secs(
-            u64::try_from(span.seconds()).unwrap_or(0),
-        ))
-    };
-    let positive = |value: Duration, name: &str| -> Result<Duration> {
-        if value.is_zero() {
-            bail!("[smtp] {name} must be at least 1s");
-        }
-        Ok(value)
-    };
-    let timeout = positive(
-        duration(raw.timeout, defaults.command_timeout, "timeout")?,
-        "timeout",
-    )?;
-    let data_timeout = positive(
-        duration(raw.data_timeout, defaults.data_timeout, "data_timeout")?,
-        "data_timeout",
-    )?;
-    let max_connections = match raw.max_connections {
-        Some(0) => bail!("[smtp] max_connections must be at least 1"),
-        Some(n) => n,
-        None => defaults.max_connections,
-    };
-    let throttle = defaults.auth_throttle;
-    let auth_delay = duration(raw.auth_delay, throttle.delay, "auth_delay")?;
-    let auth_throttle = ThrottleConfig {
-        delay: auth_delay,
-        // The delay doubles per failure up to 32 times the first one (32 s by default).
-        max_delay: auth_delay * 32,
-        max_failures: raw.auth_failures.unwrap_or(throttle.max_failures),
-        lockout: positive(
-            duration(raw.auth_lockout, throttle.lockout, "auth_lockout")?,
-            "auth_lockout",
-        )?,
-        ..throttle
-    };
     Ok(SmtpSettings {
-        timeout,
-        data_timeout,
-        max_connections,
-        auth_throttle,
+        timeout: limits.timeout,
+        data_timeout: limits.data_timeout,
+        max_connections: limits.max_connections,
+        auth_throttle: limits.auth_throttle,
         mx_port: raw.mx_port.unwrap_or(25),
         smart_host_tls,
         smart_host_ca: raw.smart_host_ca.map(|file| data_dir.join(file)),
@@ -420,6 +379,73 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
             .queue_lifetime
             .map_or(Ok(Span::days(5)), |v| v.parse())
             .context("[smtp] queue_lifetime")?,
+    })
+}
+
+/// The limits of `[smtp]`: deadlines, sessions, the AUTH throttle.
+struct SessionLimits {
+    timeout: Duration,
+    data_timeout: Duration,
+    max_connections: usize,
+    auth_throttle: ThrottleConfig,
+}
+
+fn session_limits(raw: &RawSmtp) -> Result<SessionLimits> {
+    let defaults = signet_smtp::ListenerConfig::default();
+    let duration = |value: Option<&str>, default: Duration, name: &str| -> Result<Duration> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let span: Span = value.parse().with_context(|| format!("[smtp] {name}"))?;
+        Ok(Duration::from_secs(
+            u64::try_from(span.seconds()).unwrap_or(0),
+        ))
+    };
+    let positive = |value: Duration, name: &str| -> Result<Duration> {
+        if value.is_zero() {
+            bail!("[smtp] {name} must be at least 1s");
+        }
+        Ok(value)
+    };
+    let timeout = positive(
+        duration(raw.timeout.as_deref(), defaults.command_timeout, "timeout")?,
+        "timeout",
+    )?;
+    let data_timeout = positive(
+        duration(
+            raw.data_timeout.as_deref(),
+            defaults.data_timeout,
+            "data_timeout",
+        )?,
+        "data_timeout",
+    )?;
+    let max_connections = match raw.max_connections {
+        Some(0) => bail!("[smtp] max_connections must be at least 1"),
+        Some(n) => n,
+        None => defaults.max_connections,
+    };
+    let throttle = defaults.auth_throttle;
+    let auth_delay = duration(raw.auth_delay.as_deref(), throttle.delay, "auth_delay")?;
+    let auth_throttle = ThrottleConfig {
+        delay: auth_delay,
+        // The delay doubles per failure up to 32 times the first one (32 s by default).
+        max_delay: auth_delay * 32,
+        max_failures: raw.auth_failures.unwrap_or(throttle.max_failures),
+        lockout: positive(
+            duration(
+                raw.auth_lockout.as_deref(),
+                throttle.lockout,
+                "auth_lockout",
+            )?,
+            "auth_lockout",
+        )?,
+        ..throttle
+    };
+    Ok(SessionLimits {
+        timeout,
+        data_timeout,
+        max_connections,
+        auth_throttle,
     })
 }
 

@@ -335,11 +335,8 @@ mod tests {
         address: IpAddr,
         mut now: Instant,
     ) -> (Instant, Failure) {
-        loop {
-            match throttle.turn(login, address, now) {
-                Turn::WaitUntil(until) => now = until,
-                Turn::Go | Turn::Locked { .. } => break,
-            }
+        while let Turn::WaitUntil(until) = throttle.turn(login, address, now) {
+            now = until;
         }
         (now, throttle.failed(login, address, now))
     }

@@ -19,9 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 /// A listener on an ephemeral loopback port, serving in the background.
-async fn serve(
-    config: ListenerConfig,
-) -> (SocketAddr, Arc<signet_smtp::Counters>, tempfile::TempDir) {
+fn serve(config: ListenerConfig) -> (SocketAddr, Arc<signet_smtp::Counters>, tempfile::TempDir) {
     let (directory, spool) = spool();
     let counters = config.counters.clone();
     let listener = Listener::new(
@@ -130,7 +128,7 @@ async fn attackers_are_closed_while_a_normal_client_is_served() {
         max_connections: 1300,
         ..ListenerConfig::default()
     };
-    let (server, counters, _spool) = serve(config).await;
+    let (server, counters, _spool) = serve(config);
 
     let started = Instant::now();
     let mut attackers = Vec::new();
@@ -195,7 +193,7 @@ async fn beyond_max_connections_a_client_gets_421() {
         max_connections: 3,
         ..ListenerConfig::default()
     };
-    let (server, counters, _spool) = serve(config).await;
+    let (server, counters, _spool) = serve(config);
     let mut held = Vec::new();
     for n in 0..3 {
         let mut stream = connect_from(attacker_address(n * 25), server).await;
@@ -231,7 +229,7 @@ async fn a_trickled_message_gets_451_at_the_data_timeout() {
         data_timeout: Duration::from_secs(3),
         ..ListenerConfig::default()
     };
-    let (server, counters, _spool) = serve(config).await;
+    let (server, counters, _spool) = serve(config);
     let stream = TcpStream::connect(server).await.unwrap();
     let (read, mut write) = stream.into_split();
     write
