@@ -215,9 +215,11 @@ impl AuthThrottle {
 }
 
 /// IPv4 addresses count one by one, IPv6 by /64 (one host usually holds a whole /64).
+/// An IPv4 client of a dual-stack listener (`::ffff:a.b.c.d`) counts as its IPv4 address.
 fn address_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => address.to_canonical(),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(bits.into())
@@ -507,6 +509,13 @@ mod tests {
             Turn::WaitUntil(_)
         ));
         assert_eq!(throttle.turn("b", ip("2001:db8:1:3::1"), now), Turn::Go);
+        // IPv4 clients of a dual-stack listener are told apart, and match their IPv4 selves.
+        throttle.failed("c", ip("::ffff:192.0.2.1"), now);
+        assert_eq!(throttle.turn("d", ip("::ffff:192.0.2.2"), now), Turn::Go);
+        assert!(matches!(
+            throttle.turn("d", ip("192.0.2.1"), now),
+            Turn::WaitUntil(_)
+        ));
     }
 
     #[test]
