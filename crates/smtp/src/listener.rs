@@ -402,7 +402,8 @@ impl<P: Policy, S: Sink> Listener<P, S> {
                         Reply::new(421, [4, 4, 2], "Timeout, closing connection")
                     };
                     output.extend_from_slice(&reply.to_bytes());
-                    self.send(&connection.client, stream, &mut output).await?;
+                    // Counted once: not again if this write times out as well.
+                    write(stream, &mut output, self.config.command_timeout).await?;
                     self.shut(stream).await;
                     return Ok(Ending::Closed);
                 }
