@@ -7,12 +7,14 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use signet_keys::{
     DomainName, KeyZone, MINIMUM_ROTATION_INTERVAL, MasterKey, RotationPolicy, Span,
 };
+use signet_smtp::ThrottleConfig;
 
 pub const CONFIG_FILE: &str = "signet.toml";
 pub const DATABASE_FILE: &str = "signet.db";
@@ -89,6 +91,12 @@ struct RawSmtp {
     smart_host_login: Option<String>,
     smart_host_password_file: Option<PathBuf>,
     mx_port: Option<u16>,
+    timeout: Option<String>,
+    data_timeout: Option<String>,
+    max_connections: Option<usize>,
+    auth_delay: Option<String>,
+    auth_failures: Option<u32>,
+    auth_lockout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +146,14 @@ pub struct SmtpSettings {
     pub hostname: String,
     /// How long a message may wait in the queue before it bounces.
     pub queue_lifetime: Span,
+    /// Each read and write of a client session (Postfix's `smtpd_timeout`).
+    pub timeout: Duration,
+    /// One message's data as a whole.
+    pub data_timeout: Duration,
+    /// Most sessions at once, per listener.
+    pub max_connections: usize,
+    /// How failed AUTH attempts slow down and lock out.
+    pub auth_throttle: ThrottleConfig,
 }
 
 /// STARTTLS towards the smart host (Postfix's `smtp_tls_security_level`, roughly).
@@ -407,6 +423,7 @@ fn system_hostname() -> String {
 
 /// The `[smtp]` table, validated.
 fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
+    let limits = session_limits(&raw)?;
     let tls = match (raw.tls_certificate, raw.tls_key) {
         (Some(certificate), Some(key)) => TlsFiles {
             certificate: data_dir.join(certificate),
@@ -454,6 +471,10 @@ fn smtp_settings(raw: RawSmtp, data_dir: &Path) -> Result<SmtpSettings> {
         );
     }
     Ok(SmtpSettings {
+        timeout: limits.timeout,
+        data_timeout: limits.data_timeout,
+        max_connections: limits.max_connections,
+        auth_throttle: limits.auth_throttle,
         mx_port: raw.mx_port.unwrap_or(25),
         smart_host_tls,
         smart_host_ca: raw.smart_host_ca.map(|file| data_dir.join(file)),
@@ -512,6 +533,73 @@ fn dns_limits(raw: &RawDns) -> Result<signet_dns_server::Limits> {
         rrl_responses_per_second: raw
             .rrl_responses_per_second
             .unwrap_or(defaults.rrl_responses_per_second),
+    })
+}
+
+/// The limits of `[smtp]`: deadlines, sessions, the AUTH throttle.
+struct SessionLimits {
+    timeout: Duration,
+    data_timeout: Duration,
+    max_connections: usize,
+    auth_throttle: ThrottleConfig,
+}
+
+fn session_limits(raw: &RawSmtp) -> Result<SessionLimits> {
+    let defaults = signet_smtp::ListenerConfig::default();
+    let duration = |value: Option<&str>, default: Duration, name: &str| -> Result<Duration> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let span: Span = value.parse().with_context(|| format!("[smtp] {name}"))?;
+        Ok(Duration::from_secs(
+            u64::try_from(span.seconds()).unwrap_or(0),
+        ))
+    };
+    let positive = |value: Duration, name: &str| -> Result<Duration> {
+        if value.is_zero() {
+            bail!("[smtp] {name} must be at least 1s");
+        }
+        Ok(value)
+    };
+    let timeout = positive(
+        duration(raw.timeout.as_deref(), defaults.command_timeout, "timeout")?,
+        "timeout",
+    )?;
+    let data_timeout = positive(
+        duration(
+            raw.data_timeout.as_deref(),
+            defaults.data_timeout,
+            "data_timeout",
+        )?,
+        "data_timeout",
+    )?;
+    let max_connections = match raw.max_connections {
+        Some(0) => bail!("[smtp] max_connections must be at least 1"),
+        Some(n) => n,
+        None => defaults.max_connections,
+    };
+    let throttle = defaults.auth_throttle;
+    let auth_delay = duration(raw.auth_delay.as_deref(), throttle.delay, "auth_delay")?;
+    let auth_throttle = ThrottleConfig {
+        delay: auth_delay,
+        // The delay doubles per failure up to 32 times the first one (32 s by default).
+        max_delay: auth_delay * 32,
+        max_failures: raw.auth_failures.unwrap_or(throttle.max_failures),
+        lockout: positive(
+            duration(
+                raw.auth_lockout.as_deref(),
+                throttle.lockout,
+                "auth_lockout",
+            )?,
+            "auth_lockout",
+        )?,
+        ..throttle
+    };
+    Ok(SessionLimits {
+        timeout,
+        data_timeout,
+        max_connections,
+        auth_throttle,
     })
 }
 
@@ -612,6 +700,12 @@ queue_lifetime = "5d"                  # then undeliverable mail bounces to its 
 # tls_certificate = "/etc/ssl/signet.pem"   # submission STARTTLS (PEM chain; relative to this
 # tls_key = "/etc/ssl/private/signet.key"   # directory); default: a self-signed certificate
 # plaintext_auth_on_loopback = false        # AUTH before STARTTLS, for loopback clients only
+# timeout = "5m"          # each read and write of a client session (Postfix's smtpd_timeout)
+# data_timeout = "10m"    # one message's data as a whole, then 451 4.4.2
+# max_connections = 500   # sessions at once per listener (and 50 per address), then 421
+# auth_delay = "1s"       # after a failed AUTH; doubles per failure (login, address) up to 32x
+# auth_failures = 10      # failures of one login before it is locked out (0: never)
+# auth_lockout = "15m"    # how long; meanwhile even the right password gets 535 5.7.8
 
 [http]
 listen = "127.0.0.1:8080"
@@ -639,6 +733,11 @@ mod tests {
         );
         assert_eq!(config.master_key_file, Path::new("/d/master.key"));
         assert_eq!(config.rotation_interval, None);
+        let listener = signet_smtp::ListenerConfig::default();
+        assert_eq!(config.smtp.timeout, listener.command_timeout);
+        assert_eq!(config.smtp.data_timeout, listener.data_timeout);
+        assert_eq!(config.smtp.max_connections, listener.max_connections);
+        assert_eq!(config.smtp.auth_throttle, listener.auth_throttle);
     }
 
     /// What `signet` prints for `text` as `/d/signet.toml`.
@@ -725,6 +824,18 @@ mod tests {
             (
                 "key_zone = \"a.example\"\n[smtp]\ntls_key = \"k.pem\"",
                 "tls_certificate and tls_key go together",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\ndata_timeout = \"0s\"",
+                "[smtp] data_timeout must be at least 1s",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\nauth_lockout = \"soon\"",
+                "[smtp] auth_lockout",
+            ),
+            (
+                "key_zone = \"a.example\"\n[smtp]\nmax_connections = 0",
+                "[smtp] max_connections must be at least 1",
             ),
         ] {
             let err = format!("{:#}", Config::parse(Path::new("/d"), text).unwrap_err());

@@ -15,7 +15,8 @@ use signet_smtp::delivery::{Fresh, Route};
 use signet_smtp::spool::{Envelope, QueueId, Spool};
 use signet_smtp::{
     Admission, AuthAvailability, Client, Counter, Counters, Credentials, Listener, ListenerConfig,
-    MailFrom, Mailbox, Policy, RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
+    LogLimit, MailFrom, Mailbox, Policy, RcptTo, ReceivedMessage, Reply, SessionConfig, Sink,
+    invalid_credentials,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -43,17 +44,23 @@ pub async fn spawn(
         fresh,
         hostname: hostname.clone(),
         counters: Arc::clone(&counters),
+        error_log: std::sync::Mutex::new(LogLimit::new(10, Duration::from_mins(1))),
     });
     let session = SessionConfig {
         hostname: hostname.clone(),
         ..SessionConfig::default()
     };
+    let limits = ListenerConfig {
+        session,
+        counters: Arc::clone(&counters),
+        command_timeout: config.smtp.timeout,
+        data_timeout: config.smtp.data_timeout,
+        max_connections: config.smtp.max_connections,
+        auth_throttle: config.smtp.auth_throttle,
+        ..ListenerConfig::default()
+    };
     let relay = Listener::new(
-        ListenerConfig {
-            session: session.clone(),
-            counters: Arc::clone(&counters),
-            ..ListenerConfig::default()
-        },
+        limits.clone(),
         Arc::new(ConnectorPolicy {
             service: Arc::clone(&service),
         }),
@@ -62,10 +69,8 @@ pub async fn spawn(
     let tls = crate::tls::server_config(&config.smtp.tls, &hostname)?;
     let submission = Listener::new(
         ListenerConfig {
-            session,
             tls: Some(tls),
-            counters: Arc::clone(&counters),
-            ..ListenerConfig::default()
+            ..limits
         },
         Arc::new(SubmissionPolicy {
             service,
@@ -233,6 +238,20 @@ impl Policy for SubmissionPolicy {
         client: &Client,
         credentials: &Credentials,
     ) -> Result<String, Reply> {
+        // RFC 4616 section 2: acting as another identity needs a right to do so, and no
+        // connector login has one. Decided before the password is looked at, so it tells an
+        // attacker nothing about the login.
+        if credentials
+            .authorization_id
+            .as_ref()
+            .is_some_and(|authzid| *authzid != credentials.username)
+        {
+            return Err(Reply::new(
+                535,
+                [5, 7, 8],
+                "Authorization identity must be empty or the same as the login",
+            ));
+        }
         let login = self
             .service
             .login(&credentials.username)
@@ -249,12 +268,8 @@ impl Policy for SubmissionPolicy {
             info!(peer = %client.peer, user = %credentials.username, %tenant, "submission: logged in");
             Ok(tenant.to_string())
         } else {
-            warn!(peer = %client.peer, user = %credentials.username, "submission: login refused");
-            Err(Reply::new(
-                535,
-                [5, 7, 8],
-                "Authentication credentials invalid",
-            ))
+            // The listener logs failures (rate-limited) and slows them down.
+            Err(invalid_credentials())
         }
     }
 
@@ -335,6 +350,8 @@ struct SigningSink {
     fresh: mpsc::UnboundedSender<Fresh>,
     counters: Arc<Counters>,
     hostname: String,
+    /// Why messages could not be stored (a full disk): the detail the client never sees.
+    error_log: std::sync::Mutex<LogLimit>,
 }
 
 impl Sink for SigningSink {
@@ -369,23 +386,23 @@ impl Sink for SigningSink {
             protocol(message.extended, client.tls, client.username.is_some()),
             time::OffsetDateTime::now_utc(),
         );
-        let (data, signed_as) = match outcome {
+        let (data, signed_as, signed) = match outcome {
             SignOutcome::Signed {
                 header,
                 domain,
                 selector,
             } => {
-                self.counters.count(Counter::Signed);
                 let mut data =
                     Vec::with_capacity(header.len() + received.len() + message.data.len());
                 data.extend_from_slice(header.as_bytes());
                 data.extend_from_slice(received.as_bytes());
                 data.extend_from_slice(&message.data);
-                (data, format!("d={domain} s={selector}"))
+                (data, format!("d={domain} s={selector}"), true)
             }
             SignOutcome::Unsigned(why) => (
                 [received.as_bytes(), &message.data].concat(),
                 format!("unsigned ({why})"),
+                false,
             ),
         };
         let now = std::time::SystemTime::now();
@@ -404,14 +421,31 @@ impl Sink for SigningSink {
             smtputf8: message.sender.smtputf8,
         };
         let spool = Arc::clone(&self.spool);
-        let (id, envelope, data) = tokio::task::spawn_blocking(move || {
+        let stored = tokio::task::spawn_blocking(move || {
             spool
                 .store(&envelope, &data)
                 .map(|id| (id, envelope, Arc::new(data)))
         })
-        .await
-        .map_err(|_| Reply::new(451, [4, 3, 0], "Temporary local problem, try again"))?
-        .map_err(|e| e.reply())?;
+        .await;
+        let (id, envelope, data) = match stored {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(error)) => {
+                self.log_error(&tenant, &error);
+                return Err(error.reply());
+            }
+            Err(error) => {
+                self.log_error(&tenant, &error);
+                return Err(Reply::new(
+                    451,
+                    [4, 3, 0],
+                    "Temporary local problem, try again",
+                ));
+            }
+        };
+        // Only now: a message refused after signing was never signed mail that left.
+        if signed {
+            self.counters.count(Counter::Signed);
+        }
         let from = message.sender.address.as_ref().map(ToString::to_string);
         info!(%id, %tenant, from = from.unwrap_or_default(), rcpts = message.recipients.len(), "accepted, {signed_as}");
         // The worker gets the message as stored, so it need not read it back; a stopped worker
@@ -421,6 +455,21 @@ impl Sink for SigningSink {
             entry: Some((envelope, data)),
         });
         Ok(id)
+    }
+}
+
+impl SigningSink {
+    /// Logs why a message was not stored, a few lines a minute at most (the listener logs and
+    /// counts the refusal itself).
+    fn log_error(&self, tenant: &TenantName, error: &dyn std::fmt::Display) {
+        let allowed = self
+            .error_log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .allow(std::time::Instant::now());
+        if let Some(suppressed) = allowed {
+            tracing::error!(%tenant, suppressed, "relay: a message could not be stored: {error}");
+        }
     }
 }
 

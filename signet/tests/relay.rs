@@ -253,7 +253,7 @@ fn relayed_mail_is_signed_delivered_and_verifies() {
     assert_eq!(relay.server.stop(), Some(0));
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(
-        log.contains("counters: accepted=1 signed=1 refused=2 delivered=1 deferred=0 bounced=0"),
+        log.contains("counters: accepted=1 signed=1 refused=2 tempfailed=0 turned_away=0 timed_out=0 lockouts=0 delivered=1 deferred=0 bounced=0"),
         "{log}"
     );
     // One line per delivery attempt: queue id, tenant, sender, recipients, next hop, outcome.
@@ -319,7 +319,7 @@ impl RawSmtp {
     fn connect(port: u16) -> RawSmtp {
         let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let reader = std::io::BufReader::new(stream.try_clone().unwrap());
         RawSmtp { stream, reader }
@@ -341,6 +341,146 @@ impl RawSmtp {
             }
         }
     }
+}
+
+/// Issue 14, AUTH brute force and connection limits, through `signet.toml` (short values): a
+/// fourth session beyond `max_connections = 3` hears `421 4.7.0`; an authorization identity
+/// other than the login is refused (RFC 4616 section 2); failures are held back 1 s, 2 s, 4 s,
+/// ...; after `auth_failures = 3` even the right password gets `535 5.7.8`, the same answer as a
+/// wrong one, until `auth_lockout = "5s"` is over. Both are logged, the password never.
+#[test]
+fn auth_failures_lock_the_login_and_sessions_are_capped() {
+    let relay = gateway("127.0.0.1:9", free_port(), |sink_port| {
+        format!(
+            "smart_host = \"127.0.0.1:{sink_port}\"\nhostname = \"signet.test\"\n\
+             plaintext_auth_on_loopback = true\nmax_connections = 3\n\
+             auth_delay = \"1s\"\nauth_failures = 3\nauth_lockout = \"5s\""
+        )
+    });
+    let (signet, port) = (&relay.signet, relay.submission_port);
+    let password = "correct horse battery staple";
+    signet
+        .run_with_stdin(
+            &[
+                "connector",
+                "add",
+                "contoso",
+                "app",
+                "--login",
+                "app@contoso.com",
+                "--password-stdin",
+            ],
+            format!("{password}\n").as_bytes(),
+        )
+        .ok();
+    settle();
+
+    let held: Vec<RawSmtp> = (0..3)
+        .map(|_| {
+            let mut smtp = RawSmtp::connect(port);
+            assert!(smtp.reply().starts_with("220 "));
+            smtp
+        })
+        .collect();
+    let mut fourth = RawSmtp::connect(port);
+    assert_eq!(
+        fourth.reply(),
+        "421 4.7.0 Too many connections, try again later\r\n"
+    );
+    drop(held);
+    let mut smtp = None;
+    wait_for(Duration::from_secs(10), "a place for a session", || {
+        let mut attempt = RawSmtp::connect(port);
+        let greeted = attempt.reply().starts_with("220 ");
+        smtp = greeted.then_some(attempt);
+        greeted
+    });
+    let mut smtp = smtp.unwrap();
+    let mut command = |line: String| {
+        smtp.send(format!("{line}\r\n").as_bytes());
+        smtp.reply()
+    };
+    let plain = |authzid: &str, password: &str| {
+        use base64::Engine as _;
+        let token = format!("{authzid}\0app@contoso.com\0{password}");
+        format!(
+            "AUTH PLAIN {}",
+            base64::engine::general_purpose::STANDARD.encode(token)
+        )
+    };
+    assert!(command("EHLO app.contoso.com".into()).contains("AUTH PLAIN"));
+    let invalid = "535 5.7.8 Authentication credentials invalid\r\n";
+    let other_identity = command(plain("ceo@contoso.com", password));
+    assert!(
+        other_identity.starts_with("535 5.7.8 Authorization identity must be empty or the same"),
+        "{other_identity}"
+    );
+    assert_eq!(command(plain("", "wrong")), invalid);
+    assert_eq!(command(plain("", "wrong again")), invalid); // the third failure: locked
+    assert_eq!(command(plain("", password)), invalid, "locked out");
+    // That answer was held back 8 s, longer than the lock-out: the right password works again,
+    // with an authorization identity that is the login itself.
+    let accepted = command(plain("app@contoso.com", password));
+    assert!(accepted.starts_with("235 2.7.0"), "{accepted}");
+    assert!(command("MAIL FROM:<app@contoso.com>".into()).starts_with("250 "));
+
+    let log_path = relay.server.log.clone();
+    assert_eq!(relay.server.stop(), Some(0));
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains("AUTH: login locked after too many failures"),
+        "{log}"
+    );
+    assert!(log.contains("AUTH failed"), "{log}");
+    assert!(log.contains("turned away"), "{log}");
+    assert!(
+        // (turned away: the fourth session, and maybe a retry before the server saw the others
+        // close)
+        log.contains("lockouts=1") && !log.contains("turned_away=0"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(password) && !log.contains("wrong again"),
+        "{log}"
+    );
+}
+
+/// Issue 14, defect 6: a message signed but not stored (here the spool directory is gone, as
+/// good as a full disk) gets `451`, is counted as a refusal and never as `signed`, and both the
+/// refusal and its cause are logged.
+#[test]
+fn a_message_that_cannot_be_stored_is_counted_and_logged_as_refused() {
+    let relay = relay();
+    let (signet, relay_port) = (&relay.signet, relay.relay_port);
+    allow_loopback(signet);
+    let spool = signet.data_dir().join("spool");
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, "not a directory").unwrap();
+    let message = signet.dir.path().join("message.eml");
+    std::fs::write(
+        &message,
+        "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: full\r\n\r\nNo room.\r\n",
+    )
+    .unwrap();
+    let refused = swaks(relay_port, "joe@contoso.com", "ann@example.org", &message);
+    assert!(refused.contains("451 4.3.0"), "{refused}");
+
+    let log_path = relay.server.log.clone();
+    assert_eq!(relay.server.stop(), Some(0));
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(
+        log.contains("counters: accepted=0 signed=0 refused=0 tempfailed=1 "),
+        "{log}"
+    );
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("SMTP refusal"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{log}"));
+    assert!(
+        refusal.contains("DATA") && refusal.contains("451 4.3.0"),
+        "{refusal}"
+    );
+    assert!(log.contains("a message could not be stored"), "{log}");
 }
 
 /// One SMTP exchange by hand: the greeting, then each command's reply.
@@ -451,7 +591,7 @@ fn submission_needs_tls_and_a_login_then_signs() {
         );
     }
     let log = relay.server.log_text();
-    assert!(log.contains("submission: login refused"), "{log}");
+    assert!(log.contains("AUTH failed"), "{log}");
     assert!(
         !log.contains("correct horse"),
         "no password in the log: {log}"

@@ -9,12 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The counters. All start at zero.
 #[derive(Debug, Default)]
 pub struct Counters {
-    accepted: AtomicU64,
-    signed: AtomicU64,
-    refused: AtomicU64,
-    delivered: AtomicU64,
-    deferred: AtomicU64,
-    bounced: AtomicU64,
+    values: [AtomicU64; Counter::ALL.len()],
 }
 
 /// One of the counters.
@@ -22,11 +17,22 @@ pub struct Counters {
 pub enum Counter {
     /// A message spooled and answered `250`.
     Accepted,
-    /// A message that got a DKIM signature on the way in.
+    /// A message that got a DKIM signature and was spooled (never one refused after signing).
     Signed,
-    /// A command (MAIL, RCPT, AUTH) or a message refused with a 5xx: relaying denied, a
-    /// sender domain not accepted, bad credentials, smuggling.
+    /// A reply with a 5xx to a client, at any stage after the greeting: relaying denied, a
+    /// sender domain not accepted, bad credentials, smuggling, bad syntax.
     Refused,
+    /// A reply with a 4xx to a client, at any stage after the greeting: a local problem such as
+    /// a full disk, too many recipients, AUTH throttled, too many errors.
+    Tempfailed,
+    /// A connection refused before the greeting: too many sessions (in all, or from its
+    /// address), or its address refused by the policy.
+    TurnedAway,
+    /// A session closed because the client ran out of time: a read or write deadline, or the
+    /// deadline of a message's data.
+    TimedOut,
+    /// A login locked after too many failed AUTH attempts.
+    Lockout,
     /// A recipient the next hop took.
     Delivered,
     /// A recipient the next hop put off (4xx, or no connection): tried again later.
@@ -35,12 +41,47 @@ pub enum Counter {
     Bounced,
 }
 
+impl Counter {
+    const ALL: [Counter; 10] = [
+        Counter::Accepted,
+        Counter::Signed,
+        Counter::Refused,
+        Counter::Tempfailed,
+        Counter::TurnedAway,
+        Counter::TimedOut,
+        Counter::Lockout,
+        Counter::Delivered,
+        Counter::Deferred,
+        Counter::Bounced,
+    ];
+
+    /// Its name in the log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Accepted => "accepted",
+            Counter::Signed => "signed",
+            Counter::Refused => "refused",
+            Counter::Tempfailed => "tempfailed",
+            Counter::TurnedAway => "turned_away",
+            Counter::TimedOut => "timed_out",
+            Counter::Lockout => "lockouts",
+            Counter::Delivered => "delivered",
+            Counter::Deferred => "deferred",
+            Counter::Bounced => "bounced",
+        }
+    }
+}
+
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub accepted: u64,
     pub signed: u64,
     pub refused: u64,
+    pub tempfailed: u64,
+    pub turned_away: u64,
+    pub timed_out: u64,
+    pub lockouts: u64,
     pub delivered: u64,
     pub deferred: u64,
     pub bounced: u64,
@@ -49,41 +90,51 @@ pub struct Snapshot {
 impl Counters {
     /// Adds one.
     pub fn count(&self, counter: Counter) {
-        self.counter(counter).fetch_add(1, Ordering::Relaxed);
+        self.values[counter as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value of one counter now.
+    pub fn value(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Ordering::Relaxed)
     }
 
     /// The values now.
     pub fn snapshot(&self) -> Snapshot {
-        let read = |counter| self.counter(counter).load(Ordering::Relaxed);
+        let read = |counter| self.value(counter);
         Snapshot {
             accepted: read(Counter::Accepted),
             signed: read(Counter::Signed),
             refused: read(Counter::Refused),
+            tempfailed: read(Counter::Tempfailed),
+            turned_away: read(Counter::TurnedAway),
+            timed_out: read(Counter::TimedOut),
+            lockouts: read(Counter::Lockout),
             delivered: read(Counter::Delivered),
             deferred: read(Counter::Deferred),
             bounced: read(Counter::Bounced),
-        }
-    }
-
-    fn counter(&self, counter: Counter) -> &AtomicU64 {
-        match counter {
-            Counter::Accepted => &self.accepted,
-            Counter::Signed => &self.signed,
-            Counter::Refused => &self.refused,
-            Counter::Delivered => &self.delivered,
-            Counter::Deferred => &self.deferred,
-            Counter::Bounced => &self.bounced,
         }
     }
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "accepted={} signed={} refused={} delivered={} deferred={} bounced={}",
-            self.accepted, self.signed, self.refused, self.delivered, self.deferred, self.bounced
-        )
+        let values = [
+            self.accepted,
+            self.signed,
+            self.refused,
+            self.tempfailed,
+            self.turned_away,
+            self.timed_out,
+            self.lockouts,
+            self.delivered,
+            self.deferred,
+            self.bounced,
+        ];
+        for (i, (counter, value)) in Counter::ALL.iter().zip(values).enumerate() {
+            let space = if i == 0 { "" } else { " " };
+            write!(f, "{space}{}={value}", counter.name())?;
+        }
+        Ok(())
     }
 }
 
@@ -94,21 +145,16 @@ mod tests {
     #[test]
     fn each_counter_counts_apart() {
         let counters = Counters::default();
-        for (counter, times) in [
-            (Counter::Accepted, 3),
-            (Counter::Signed, 2),
-            (Counter::Refused, 1),
-            (Counter::Delivered, 4),
-            (Counter::Deferred, 5),
-            (Counter::Bounced, 6),
-        ] {
+        for (times, counter) in (1..).zip(Counter::ALL) {
             for _ in 0..times {
                 counters.count(counter);
             }
         }
         assert_eq!(
             counters.snapshot().to_string(),
-            "accepted=3 signed=2 refused=1 delivered=4 deferred=5 bounced=6"
+            "accepted=1 signed=2 refused=3 tempfailed=4 turned_away=5 timed_out=6 lockouts=7 \
+             delivered=8 deferred=9 bounced=10"
         );
+        assert_eq!(counters.value(Counter::Lockout), 7);
     }
 }

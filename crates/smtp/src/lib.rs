@@ -33,18 +33,24 @@ pub mod counters;
 pub mod data;
 pub mod delivery;
 mod error;
+pub mod limits;
 pub mod listener;
 mod reply;
 mod session;
 pub mod spool;
+pub mod throttle;
 
 pub use address::{AddressError, Domain, Mailbox};
 pub use counters::{Counter, Counters};
 pub use error::Error;
-pub use listener::{Admission, Client, Listener, ListenerConfig, Policy, Sink, SpoolSink};
+pub use limits::LogLimit;
+pub use listener::{
+    Admission, Client, Listener, ListenerConfig, Policy, Sink, SpoolSink, invalid_credentials,
+};
 pub use reply::Reply;
 pub use session::{
     AuthAvailability, AuthMechanism, Body, Credentials, Event, MAX_AUTH_LINE, MAX_COMMAND_LINE,
     MailFrom, RcptTo, ReceivedMessage, Session, SessionConfig,
 };
 pub use spool::{Envelope, QueueId, Spool};
+pub use throttle::{AuthThrottle, ThrottleConfig};

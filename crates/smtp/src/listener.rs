@@ -1,16 +1,22 @@
 //! The thin async layer: moves bytes between a connection and a [`Session`], asks a [`Policy`]
 //! the session's questions and hands accepted messages to a [`Sink`].
 //!
-//! Timeouts follow RFC 5321 section 4.5.3.2 (the server waits at least 5 minutes for a command
-//! and for each read of message data); a client that runs out of time gets `421 4.4.2`. Each
-//! client address may hold at most [`ListenerConfig::max_sessions_per_ip`] sessions; one more
-//! gets `421 4.7.0` at once.
+//! Every read and every write has a deadline ([`ListenerConfig::command_timeout`], like
+//! Postfix's `smtpd_timeout`; RFC 5321 section 4.5.3.2 asks for at least 5 minutes): a client
+//! that sends nothing gets `421 4.4.2`, one that stops reading is closed. A message's data as a
+//! whole has its own deadline ([`ListenerConfig::data_timeout`], `451 4.4.2`), so a client that
+//! trickles a byte a second is not kept. At most [`ListenerConfig::max_connections`] sessions run
+//! at once, at most [`ListenerConfig::max_sessions_per_ip`] from one address; one more gets
+//! `421 4.7.0` at once. Failed AUTH attempts slow down and lock out ([`crate::throttle`]).
+//! Every refusal (4xx or 5xx) is counted and logged, the log lines rate-limited.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
@@ -19,12 +25,14 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::counters::{Counter, Counters};
 use crate::error::Error;
+use crate::limits::LogLimit;
 use crate::reply::Reply;
 use crate::session::{
     AuthAvailability, Body, Credentials, Event, MailFrom, RcptTo, ReceivedMessage, Session,
     SessionConfig,
 };
 use crate::spool::{Envelope, QueueId, Spool};
+use crate::throttle::{AuthThrottle, Failure, ThrottleConfig, Turn};
 
 /// What the policy knows about a connected client; grows as the session goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,12 +107,20 @@ pub struct ListenerConfig {
     /// What sessions offer; `starttls` and `auth` are set per connection from [`Self::tls`] and
     /// the [`Admission`].
     pub session: SessionConfig,
-    /// How long to wait for the next command (RFC 5321 section 4.5.3.2.7: at least 5 minutes).
+    /// How long each read (a command, a piece of message data, the TLS handshake) and each
+    /// write may take (RFC 5321 section 4.5.3.2.7: at least 5 minutes; Postfix's
+    /// `smtpd_timeout`). A client that sends nothing gets `421 4.4.2`; one that stops reading
+    /// is closed.
     pub command_timeout: Duration,
-    /// How long to wait for each read of message data.
+    /// How long one message's data may take, from the `354` (or the first BDAT) to its end,
+    /// however steadily it trickles in; then `451 4.4.2` and the session is closed.
     pub data_timeout: Duration,
+    /// Most simultaneous sessions in all; one more gets `421 4.7.0`.
+    pub max_connections: usize,
     /// Most simultaneous sessions from one client address.
     pub max_sessions_per_ip: usize,
+    /// How failed AUTH attempts are slowed down and locked out.
+    pub auth_throttle: ThrottleConfig,
     /// The TLS configuration; STARTTLS is offered when set.
     pub tls: Option<Arc<ServerConfig>>,
     /// Where accepted messages and refusals are counted.
@@ -116,8 +132,10 @@ impl Default for ListenerConfig {
         Self {
             session: SessionConfig::default(),
             command_timeout: Duration::from_mins(5),
-            data_timeout: Duration::from_mins(5),
+            data_timeout: Duration::from_mins(10),
+            max_connections: 500,
             max_sessions_per_ip: 50, // Postfix's smtpd_client_connection_count_limit
+            auth_throttle: ThrottleConfig::default(),
             tls: None,
             counters: Arc::default(),
         }
@@ -131,7 +149,25 @@ pub struct Listener<P, S> {
     policy: Arc<P>,
     sink: Arc<S>,
     limiter: Arc<Limiter>,
+    guards: Arc<Guards>,
 }
+
+/// The state the sessions of one listener share besides the connection counts.
+#[derive(Debug)]
+struct Guards {
+    throttle: Mutex<AuthThrottle>,
+    /// Refusals, timeouts and AUTH failures: an attacker could otherwise fill the disk.
+    log: Mutex<LogLimit>,
+}
+
+/// Log lines about clients (refusals, timeouts, AUTH failures) per [`LOG_WINDOW`].
+const LOG_LINES: u32 = 50;
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Accept errors (usually out of file descriptors): one line per window, with a count.
+const ACCEPT_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// The pause after a failed accept, doubling while accepting keeps failing.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl<P, S> Clone for Listener<P, S> {
     fn clone(&self) -> Self {
@@ -140,6 +176,7 @@ impl<P, S> Clone for Listener<P, S> {
             policy: self.policy.clone(),
             sink: self.sink.clone(),
             limiter: self.limiter.clone(),
+            guards: self.guards.clone(),
         }
     }
 }
@@ -158,17 +195,27 @@ struct Connection {
     admitted_tenant: Option<String>,
     /// The sender of the current transaction, for recipient decisions.
     sender: Option<MailFrom>,
+    /// The command whose refusal the session is about to send, for the log.
+    refusing: Option<&'static str>,
 }
 
 impl<P: Policy, S: Sink> Listener<P, S> {
     /// A listener; nothing runs until [`Listener::serve`] or [`Listener::handle`].
     pub fn new(config: ListenerConfig, policy: Arc<P>, sink: Arc<S>) -> Self {
-        let limiter = Arc::new(Limiter::new(config.max_sessions_per_ip));
+        let limiter = Arc::new(Limiter::new(
+            config.max_connections,
+            config.max_sessions_per_ip,
+        ));
+        let guards = Arc::new(Guards {
+            throttle: Mutex::new(AuthThrottle::new(config.auth_throttle)),
+            log: Mutex::new(LogLimit::new(LOG_LINES, LOG_WINDOW)),
+        });
         Self {
             config: Arc::new(config),
             policy,
             sink,
             limiter,
+            guards,
         }
     }
 
@@ -188,17 +235,29 @@ impl<P: Policy, S: Sink> Listener<P, S> {
     /// process then exits: a `250` is only sent once the message is spooled.
     pub async fn serve_until(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut accept_log = LogLimit::new(1, ACCEPT_LOG_WINDOW);
+        let mut backoff = ACCEPT_BACKOFF;
         loop {
             let accepted = tokio::select! {
                 () = &mut shutdown => return,
                 accepted = listener.accept() => accepted,
             };
             let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF;
+                    accepted
+                }
                 Err(error) => {
-                    // Usually out of file descriptors: wait a little rather than spin.
-                    tracing::warn!(%error, "accepting an SMTP connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Usually out of file descriptors: back off rather than spin, and say so
+                    // once in a while rather than every time.
+                    if let Some(more) = accept_log.allow(Instant::now().into_std()) {
+                        tracing::warn!(%error, failed_before = more, pause = ?backoff, "accepting an SMTP connection failed (out of file descriptors? see max_connections and ulimit -n)");
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             };
@@ -216,9 +275,19 @@ impl<P: Policy, S: Sink> Listener<P, S> {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let Some(_slot) = Limiter::acquire(&self.limiter, peer.ip()) else {
-            let reply = Reply::new(421, [4, 7, 0], "Too many connections from your address");
-            return say_and_close(&mut stream, &reply).await;
+        let _slot = match Limiter::acquire(&self.limiter, peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let reply = match full {
+                    Full::Listener => {
+                        Reply::new(421, [4, 7, 0], "Too many connections, try again later")
+                    }
+                    Full::Address => {
+                        Reply::new(421, [4, 7, 0], "Too many connections from your address")
+                    }
+                };
+                return self.turn_away(&mut stream, peer, &reply).await;
+            }
         };
         let client = Client {
             peer,
@@ -229,7 +298,7 @@ impl<P: Policy, S: Sink> Listener<P, S> {
         };
         let admission = match self.policy.connect(&client).await {
             Ok(admission) => admission,
-            Err(reply) => return say_and_close(&mut stream, &reply).await,
+            Err(reply) => return self.turn_away(&mut stream, peer, &reply).await,
         };
         let mut session_config = self.config.session.clone();
         session_config.auth = admission.auth;
@@ -242,6 +311,7 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             },
             admitted_tenant: admission.tenant,
             sender: None,
+            refusing: None,
         };
         match self.drive(&mut connection, &mut stream).await? {
             Ending::Closed => Ok(()),
@@ -259,10 +329,12 @@ impl<P: Policy, S: Sink> Listener<P, S> {
             .clone()
             .expect("STARTTLS is offered only with TLS");
         let handshake = TlsAcceptor::from(tls).accept(stream);
-        let mut stream = tokio::time::timeout(self.config.command_timeout, handshake)
-            .await
-            .map_err(|_| Error::Connection(std::io::ErrorKind::TimedOut.into()))?
-            .map_err(Error::Connection)?;
+        let Ok(handshake) = tokio::time::timeout(self.config.command_timeout, handshake).await
+        else {
+            self.timed_out(&connection.client, "the TLS handshake");
+            return Err(Error::Connection(std::io::ErrorKind::TimedOut.into()));
+        };
+        let mut stream = handshake.map_err(Error::Connection)?;
         connection.session.tls_established();
         connection.client.tls = true;
         connection.client.helo = None;
@@ -283,33 +355,56 @@ impl<P: Policy, S: Sink> Listener<P, S> {
     {
         let mut output = Vec::new();
         let mut buffer = vec![0; 16 * 1024];
+        let mut data_deadline = None;
         loop {
             while let Some(event) = connection.session.poll() {
                 match event {
-                    Event::Reply(reply) => output.extend_from_slice(&reply.to_bytes()),
+                    Event::Reply(reply) => {
+                        if !reply.is_positive() {
+                            let stage = connection.refusing.take().unwrap_or("protocol");
+                            self.refused(&connection.client, stage, &reply);
+                        }
+                        output.extend_from_slice(&reply.to_bytes());
+                    }
                     Event::StartTls => {
-                        write(stream, &mut output).await?;
+                        self.send(&connection.client, stream, &mut output).await?;
                         return Ok(Ending::StartTls);
                     }
                     Event::Close => {
-                        write(stream, &mut output).await?;
-                        let _ = stream.shutdown().await;
+                        self.send(&connection.client, stream, &mut output).await?;
+                        self.shut(stream).await;
                         return Ok(Ending::Closed);
                     }
                     question => self.answer(connection, question).await,
                 }
             }
             // Replies to pipelined commands go out together, once the input is used up.
-            write(stream, &mut output).await?;
-            let limit = if connection.session.is_reading_data() {
-                self.config.data_timeout
+            self.send(&connection.client, stream, &mut output).await?;
+            // One deadline for a message's data as a whole, besides the one for each read.
+            data_deadline = if connection.session.is_reading_data() {
+                data_deadline.or_else(|| Some(Instant::now() + self.config.data_timeout))
             } else {
-                self.config.command_timeout
+                None
             };
-            match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+            let read_deadline = Instant::now() + self.config.command_timeout;
+            let deadline = data_deadline.map_or(read_deadline, |d| d.min(read_deadline));
+            match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
                 Err(_) => {
-                    let reply = Reply::new(421, [4, 4, 2], "Timeout, closing connection");
-                    say_and_close(stream, &reply).await?;
+                    let reply = if data_deadline == Some(deadline) {
+                        self.timed_out(&connection.client, "the message data");
+                        Reply::new(
+                            451,
+                            [4, 4, 2],
+                            "Message data took too long, closing connection",
+                        )
+                    } else {
+                        self.timed_out(&connection.client, "a command");
+                        Reply::new(421, [4, 4, 2], "Timeout, closing connection")
+                    };
+                    output.extend_from_slice(&reply.to_bytes());
+                    // Counted once: not again if this write times out as well.
+                    write(stream, &mut output, self.config.command_timeout).await?;
+                    self.shut(stream).await;
                     return Ok(Ending::Closed);
                 }
                 Ok(Ok(0)) => return Ok(Ending::Closed),
@@ -319,8 +414,91 @@ impl<P: Policy, S: Sink> Listener<P, S> {
         }
     }
 
+    /// Writes what is in `output`, within the deadline for a write: a client that does not read
+    /// its replies is not kept.
+    async fn send<T>(
+        &self,
+        client: &Client,
+        stream: &mut T,
+        output: &mut Vec<u8>,
+    ) -> Result<(), Error>
+    where
+        T: AsyncWrite + Unpin,
+    {
+        let written = write(stream, output, self.config.command_timeout).await;
+        if let Err(Error::Connection(error)) = &written
+            && error.kind() == std::io::ErrorKind::TimedOut
+        {
+            self.timed_out(client, "reading our replies");
+        }
+        written
+    }
+
+    /// Closes the write side, within the deadline for a write (a TLS close_notify is a write).
+    async fn shut<T: AsyncWrite + Unpin>(&self, stream: &mut T) {
+        let _ = tokio::time::timeout(self.config.command_timeout, stream.shutdown()).await;
+    }
+
+    /// Refuses a connection before the greeting: counted, logged, answered and closed.
+    async fn turn_away<T>(
+        &self,
+        stream: &mut T,
+        peer: SocketAddr,
+        reply: &Reply,
+    ) -> Result<(), Error>
+    where
+        T: AsyncWrite + Unpin,
+    {
+        self.config.counters.count(Counter::TurnedAway);
+        if let Some(suppressed) = self.log_allowed() {
+            tracing::warn!(%peer, reply = %reply_text(reply), suppressed, "SMTP connection turned away");
+        }
+        write(stream, &mut reply.to_bytes(), self.config.command_timeout).await?;
+        self.shut(stream).await;
+        Ok(())
+    }
+
+    /// Counts and logs a refusal the client is about to get.
+    fn refused(&self, client: &Client, stage: &str, reply: &Reply) {
+        let counter = if reply.is_transient() {
+            Counter::Tempfailed
+        } else {
+            Counter::Refused
+        };
+        self.config.counters.count(counter);
+        if let Some(suppressed) = self.log_allowed() {
+            let (peer, tenant) = (client.peer, client.tenant.as_deref());
+            let reply = reply_text(reply);
+            if counter == Counter::Tempfailed {
+                tracing::warn!(%peer, tenant, stage, %reply, suppressed, "SMTP refusal");
+            } else {
+                tracing::info!(%peer, tenant, stage, %reply, suppressed, "SMTP refusal");
+            }
+        }
+    }
+
+    /// Counts and logs a session closed on a deadline.
+    fn timed_out(&self, client: &Client, waiting_for: &str) {
+        self.config.counters.count(Counter::TimedOut);
+        if let Some(suppressed) = self.log_allowed() {
+            tracing::info!(peer = %client.peer, waiting_for, suppressed, "SMTP client timed out, closing");
+        }
+    }
+
+    /// Whether a line about a client may be logged now; `Some(lines left out before it)`.
+    fn log_allowed(&self) -> Option<u64> {
+        lock(&self.guards.log).allow(Instant::now().into_std())
+    }
+
     async fn answer(&self, connection: &mut Connection, question: Event) {
         connection.client.helo = connection.session.helo().map(str::to_owned);
+        let stage = match &question {
+            Event::Sender(_) => "MAIL",
+            Event::Recipient(_) => "RCPT",
+            Event::Authenticate(_) => "AUTH",
+            Event::Message(_) => "DATA",
+            Event::Reply(_) | Event::StartTls | Event::Close => "protocol",
+        };
         let Connection {
             session, client, ..
         } = connection;
@@ -336,16 +514,7 @@ impl<P: Policy, S: Sink> Listener<P, S> {
                 Some(sender) => self.policy.recipient(client, sender, &recipient).await,
                 None => Err(Reply::new(503, [5, 5, 1], "Need MAIL command first")),
             },
-            Event::Authenticate(credentials) => {
-                match self.policy.authenticate(client, &credentials).await {
-                    Ok(tenant) => {
-                        client.tenant = Some(tenant);
-                        client.username = Some(credentials.username.clone());
-                        Ok(())
-                    }
-                    Err(reply) => Err(reply),
-                }
-            }
+            Event::Authenticate(credentials) => self.authenticate(client, &credentials).await,
             Event::Message(message) => {
                 connection.sender = None;
                 match self.sink.message(client, message).await {
@@ -361,13 +530,128 @@ impl<P: Policy, S: Sink> Listener<P, S> {
         match verdict {
             Ok(()) => session.accept(),
             Err(reply) => {
-                if reply.code() >= 500 {
-                    self.config.counters.count(Counter::Refused);
-                }
+                connection.refusing = Some(stage);
                 session.reject(reply);
             }
         }
     }
+
+    /// AUTH, throttled: the attempt waits its turn (the delay grows with the failures of the
+    /// login and of the client's address), a locked login is refused without a look at the
+    /// password, and a failure holds its reply for the delay it earned.
+    async fn authenticate(
+        &self,
+        client: &mut Client,
+        credentials: &Credentials,
+    ) -> Result<(), Reply> {
+        let (login, address) = (credentials.username.as_str(), client.peer.ip());
+        let started = Instant::now();
+        let max_wait = self.config.auth_throttle.max_delay;
+        loop {
+            let now = Instant::now();
+            let turn = lock(&self.guards.throttle).turn(login, address, now.into_std());
+            match turn {
+                Turn::Go => break,
+                Turn::Locked { delay, .. } => {
+                    if let Some(suppressed) = self.log_allowed() {
+                        let (peer, user) = (client.peer, loggable(login));
+                        tracing::info!(%peer, ?user, ?delay, suppressed, "AUTH refused: the login is locked");
+                    }
+                    tokio::time::sleep(delay).await;
+                    return Err(invalid_credentials());
+                }
+                Turn::WaitUntil(until) => {
+                    let until = Instant::from_std(until);
+                    if until.duration_since(started) > max_wait {
+                        return Err(Reply::new(
+                            454,
+                            [4, 7, 0],
+                            "Too many failed authentications, try again later",
+                        ));
+                    }
+                    tokio::time::sleep_until(until).await;
+                }
+            }
+        }
+        // The attempt is in flight until it is reported; if this task is dropped first, the
+        // guard reports it abandoned.
+        let mut in_flight = InFlight {
+            throttle: &self.guards.throttle,
+            login,
+            reported: false,
+        };
+        let verdict = self.policy.authenticate(client, credentials).await;
+        in_flight.reported = true;
+        match verdict {
+            Ok(tenant) => {
+                lock(&self.guards.throttle).succeeded(login);
+                client.tenant = Some(tenant);
+                client.username = Some(credentials.username.clone());
+                Ok(())
+            }
+            Err(reply) if reply.is_permanent() => {
+                let now = Instant::now().into_std();
+                let failure = lock(&self.guards.throttle).failed(login, address, now);
+                self.log_auth_failure(client, login, &failure);
+                tokio::time::sleep(failure.delay).await;
+                Err(reply)
+            }
+            // A temporary failure (the database) is not the client's doing.
+            Err(reply) => {
+                lock(&self.guards.throttle).abandoned(login);
+                Err(reply)
+            }
+        }
+    }
+
+    fn log_auth_failure(&self, client: &Client, login: &str, failure: &Failure) {
+        let (peer, user) = (client.peer, loggable(login));
+        if let Some(until) = failure.locked_until {
+            self.config.counters.count(Counter::Lockout);
+            let lockout = until.saturating_duration_since(std::time::Instant::now());
+            // Always logged: one line per login per lock-out period at most.
+            tracing::warn!(%peer, ?user, failures = failure.login_failures, ?lockout, "AUTH: login locked after too many failures");
+        } else if let Some(suppressed) = self.log_allowed() {
+            tracing::info!(%peer, ?user, login_failures = failure.login_failures, address_failures = failure.address_failures, delay = ?failure.delay, suppressed, "AUTH failed");
+        }
+    }
+}
+
+/// An AUTH attempt that went ahead, until its outcome is reported to the throttle.
+struct InFlight<'a> {
+    throttle: &'a Mutex<AuthThrottle>,
+    login: &'a str,
+    reported: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            lock(self.throttle).abandoned(self.login);
+        }
+    }
+}
+
+/// The login as the client typed it, for the log: cut short (and logged quoted, with `?`).
+fn loggable(login: &str) -> String {
+    login.chars().take(64).collect()
+}
+
+/// The reply to a failed AUTH, whatever the reason (wrong password, unknown login, locked
+/// login): nothing in it tells them apart (RFC 4954 section 6).
+pub fn invalid_credentials() -> Reply {
+    Reply::new(535, [5, 7, 8], "Authentication credentials invalid")
+}
+
+/// A reply as one log field: its lines joined, without the CRLFs.
+fn reply_text(reply: &Reply) -> String {
+    reply.to_string().trim_end().replace("\r\n", " / ")
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A [`Sink`] that spools each message for the client's tenant and answers with its queue id.
@@ -429,11 +713,24 @@ impl Sink for SpoolSink {
     }
 }
 
-/// Counts sessions per client address.
+/// Counts sessions, in all and per client address.
 #[derive(Debug)]
 struct Limiter {
-    max: usize,
-    sessions: Mutex<HashMap<IpAddr, usize>>,
+    max_total: usize,
+    max_per_address: usize,
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// Why a session got no place.
+enum Full {
+    Listener,
+    Address,
 }
 
 /// One counted session; dropping it frees the place.
@@ -443,57 +740,65 @@ struct Slot {
 }
 
 impl Limiter {
-    fn new(max: usize) -> Self {
+    fn new(max_total: usize, max_per_address: usize) -> Self {
         Self {
-            max,
-            sessions: Mutex::new(HashMap::new()),
+            max_total,
+            max_per_address,
+            sessions: Mutex::default(),
         }
     }
 
-    fn acquire(limiter: &Arc<Self>, address: IpAddr) -> Option<Slot> {
-        let mut sessions = limiter.lock();
-        let count = sessions.entry(address).or_insert(0);
-        if *count >= limiter.max {
-            return None;
+    fn acquire(limiter: &Arc<Self>, address: IpAddr) -> Result<Slot, Full> {
+        let mut sessions = lock(&limiter.sessions);
+        if sessions.total >= limiter.max_total {
+            return Err(Full::Listener);
+        }
+        let count = sessions.per_address.entry(address).or_insert(0);
+        if *count >= limiter.max_per_address {
+            return Err(Full::Address);
         }
         *count += 1;
-        Some(Slot {
+        sessions.total += 1;
+        Ok(Slot {
             limiter: limiter.clone(),
             address,
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut sessions = self.limiter.lock();
-        if let Some(count) = sessions.get_mut(&self.address) {
+        let mut sessions = lock(&self.limiter.sessions);
+        sessions.total -= 1;
+        if let Some(count) = sessions.per_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
-                sessions.remove(&self.address);
+                sessions.per_address.remove(&self.address);
             }
         }
     }
 }
 
-async fn write<T: AsyncWrite + Unpin>(stream: &mut T, output: &mut Vec<u8>) -> Result<(), Error> {
+/// Writes all of `output` within `limit`; a client that does not read gets `TimedOut`.
+async fn write<T: AsyncWrite + Unpin>(
+    stream: &mut T,
+    output: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<(), Error> {
     if output.is_empty() {
         return Ok(());
     }
-    stream.write_all(output).await.map_err(Error::Connection)?;
-    stream.flush().await.map_err(Error::Connection)?;
-    output.clear();
-    Ok(())
-}
-
-async fn say_and_close<T: AsyncWrite + Unpin>(stream: &mut T, reply: &Reply) -> Result<(), Error> {
-    write(stream, &mut reply.to_bytes()).await?;
-    let _ = stream.shutdown().await;
-    Ok(())
+    let written = tokio::time::timeout(limit, async {
+        stream.write_all(output).await?;
+        stream.flush().await
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {
+            output.clear();
+            Ok(())
+        }
+        Ok(Err(error)) => Err(Error::Connection(error)),
+        Err(_) => Err(Error::Connection(std::io::ErrorKind::TimedOut.into())),
+    }
 }

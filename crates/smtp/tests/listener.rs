@@ -196,8 +196,10 @@ async fn never_an_open_relay() {
     client.command("QUIT").await;
     task.await.unwrap().unwrap();
     assert!(spool.list().unwrap().is_empty());
+    // Both refusals count: the RCPT (the policy's) and the DATA without recipients (the
+    // session's).
     let counted = listener.config().counters.snapshot();
-    assert_eq!((counted.refused, counted.accepted), (1, 0), "{counted}");
+    assert_eq!((counted.refused, counted.accepted), (2, 0), "{counted}");
 }
 
 #[tokio::test]
@@ -332,7 +334,8 @@ async fn an_idle_client_times_out() {
         .await;
     assert_eq!(client.codes(4).await, [250, 250, 250, 354]);
     let started = tokio::time::Instant::now();
-    assert!(client.reply().await.unwrap().starts_with("421 4.4.2 "));
+    // The message's deadline (3 minutes) comes before the read's (5).
+    assert!(client.reply().await.unwrap().starts_with("451 4.4.2 "));
     let waited = started.elapsed();
     assert!(waited >= Duration::from_mins(3) && waited < Duration::from_mins(5));
     task.await.unwrap().unwrap();
@@ -427,4 +430,188 @@ async fn starttls_then_auth() {
         spool.envelope(ids[0]).unwrap().sender.unwrap().to_string(),
         "joe@fabrikam.example"
     );
+}
+
+/// Issue 14: a client that pipelines commands and never reads the replies was kept for ever,
+/// its session blocked in a write without a deadline.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_closed() {
+    let (_directory, spool) = spool();
+    let listener = listener(&spool);
+    // Small pipes, so the replies back up quickly.
+    let (mut client, server) = tokio::io::duplex(1024);
+    let task = {
+        let listener = listener.clone();
+        tokio::spawn(async move { listener.handle(server, peer("10.1.2.3")).await })
+    };
+    let started = tokio::time::Instant::now();
+    let noops = b"NOOP\r\n".repeat(100_000);
+    let written = tokio::time::timeout(
+        Duration::from_hours(1),
+        tokio::io::AsyncWriteExt::write_all(&mut client, &noops),
+    )
+    .await
+    .expect("the server closed the session within the hour");
+    assert!(written.is_err(), "the server stopped reading: it is gone");
+    assert!(started.elapsed() >= Duration::from_mins(5));
+    let ended = task.await.unwrap();
+    assert!(
+        matches!(&ended, Err(Error::Connection(e)) if e.kind() == std::io::ErrorKind::TimedOut),
+        "{ended:?}"
+    );
+    assert_eq!(listener.config().counters.snapshot().timed_out, 1);
+}
+
+/// Issue 14: a client sending a byte every 10 s (each read well within its deadline) was kept
+/// for as long as it liked; the message as a whole now has `data_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_trickled_message_is_cut_off_at_the_data_timeout() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let (_directory, spool) = spool();
+    let listener = listener(&spool);
+    let (mut client, task) = greeted(&listener, peer("10.1.2.3")).await;
+    client
+        .send(b"EHLO r\r\nMAIL FROM:<joe@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n")
+        .await;
+    assert_eq!(client.codes(4).await, [250, 250, 250, 354]);
+    let started = tokio::time::Instant::now();
+    let (read, mut write) = tokio::io::split(client.into_inner());
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reply = String::new();
+    tokio::io::BufReader::new(read)
+        .read_line(&mut reply)
+        .await
+        .unwrap();
+    assert!(reply.starts_with("451 4.4.2 "), "{reply}");
+    let waited = started.elapsed();
+    let data_timeout = ListenerConfig::default().data_timeout;
+    assert!(waited >= data_timeout && waited < data_timeout + Duration::from_mins(1));
+    task.await.unwrap().unwrap();
+    trickle.abort();
+    assert!(spool.list().unwrap().is_empty());
+    let counted = listener.config().counters.snapshot();
+    assert_eq!(counted.timed_out, 1, "{counted}");
+}
+
+#[tokio::test]
+async fn sessions_in_all_are_limited() {
+    let (_directory, spool) = spool();
+    let config = ListenerConfig {
+        max_connections: 2,
+        ..ListenerConfig::default()
+    };
+    let listener = listener_with(config, &spool);
+    let (mut first, first_task) = greeted(&listener, peer("10.1.2.3")).await;
+    let (mut second, second_task) = greeted(&listener, peer("10.4.5.6")).await;
+    let (mut third, third_task) = connect(&listener, peer("10.7.8.9"));
+    assert_eq!(
+        third.reply().await.unwrap(),
+        "421 4.7.0 Too many connections, try again later\r\n"
+    );
+    assert_eq!(third.reply().await, None);
+    third_task.await.unwrap().unwrap();
+    first.command("QUIT").await;
+    first_task.await.unwrap().unwrap();
+    let (mut fourth, fourth_task) = greeted(&listener, peer("10.7.8.9")).await;
+    for (client, task) in [(&mut second, second_task), (&mut fourth, fourth_task)] {
+        client.command("QUIT").await;
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(listener.config().counters.snapshot().turned_away, 1);
+}
+
+/// Failed AUTH slows down (1 s, 2 s, ...) and locks the login after `max_failures`: then even
+/// the right password gets the answer a wrong one gets, until the lock-out is over. An unknown
+/// login gets that answer too. Time is paused, so the delays cost nothing.
+#[tokio::test(start_paused = true)]
+async fn auth_failures_slow_down_then_lock_the_login() {
+    let (_directory, spool) = spool();
+    let config = ListenerConfig {
+        auth_throttle: signet_smtp::ThrottleConfig {
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+            max_failures: 3,
+            lockout: Duration::from_mins(1),
+            max_entries: 100,
+        },
+        ..ListenerConfig::default()
+    };
+    let listener = listener_with(config, &spool);
+    let (mut client, task) = greeted(&listener, peer("192.0.2.7")).await;
+    client.command("EHLO laptop.example").await;
+    let refused = "535 5.7.8 Authentication credentials invalid\r\n";
+    let wrong = "AUTH PLAIN AHVzZXIAd3Jvbmc="; // "\0user\0wrong"
+    let right = "AUTH PLAIN AHVzZXIAc2VjcmV0"; // "\0user\0secret"
+    let started = tokio::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(client.command(wrong).await, refused);
+    }
+    // 1 + 2 + 4 seconds held back.
+    assert!(started.elapsed() >= Duration::from_secs(7));
+    assert_eq!(listener.config().counters.snapshot().lockouts, 1);
+    assert_eq!(client.command(right).await, refused, "locked");
+    // "\0nobody\0secret": no such login, the same answer.
+    assert_eq!(
+        client.command("AUTH PLAIN AG5vYm9keQBzZWNyZXQ=").await,
+        refused
+    );
+    client.command("QUIT").await;
+    task.await.unwrap().unwrap();
+
+    // Another session, after the lock-out: the right password works again.
+    tokio::time::sleep(Duration::from_mins(1)).await;
+    let (mut client, task) = greeted(&listener, peer("192.0.2.7")).await;
+    client.command("EHLO laptop.example").await;
+    assert!(client.command(right).await.starts_with("235 2.7.0 "));
+    client.command("QUIT").await;
+    task.await.unwrap().unwrap();
+}
+
+/// A sink that cannot store (a full disk): the client gets its 451, and the refusal is counted
+/// as one, not as an accepted message.
+#[tokio::test]
+async fn a_sink_failure_is_counted_as_a_refusal() {
+    struct FullDisk;
+    impl signet_smtp::Sink for FullDisk {
+        async fn message(
+            &self,
+            _: &signet_smtp::Client,
+            _: signet_smtp::ReceivedMessage,
+        ) -> Result<signet_smtp::QueueId, signet_smtp::Reply> {
+            Err(signet_smtp::Reply::new(
+                451,
+                [4, 3, 0],
+                "Temporary local problem",
+            ))
+        }
+    }
+    let listener = Listener::new(
+        ListenerConfig::default(),
+        Arc::new(TestPolicy::default()),
+        Arc::new(FullDisk),
+    );
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let task = {
+        let listener = listener.clone();
+        tokio::spawn(async move { listener.handle(server, peer("10.1.2.3")).await })
+    };
+    let mut client = TestClient::new(client);
+    client.reply().await.unwrap();
+    client
+        .send(b"EHLO r\r\nMAIL FROM:<joe@example.com>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n")
+        .await;
+    assert_eq!(client.codes(4).await, [250, 250, 250, 354]);
+    client.send(format!("{MESSAGE}.\r\n").as_bytes()).await;
+    assert!(client.reply().await.unwrap().starts_with("451 4.3.0 "));
+    client.command("QUIT").await;
+    task.await.unwrap().unwrap();
+    let counted = listener.config().counters.snapshot();
+    assert_eq!((counted.accepted, counted.tempfailed), (0, 1), "{counted}");
 }
