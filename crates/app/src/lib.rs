@@ -29,7 +29,7 @@ use signet_keys::{
     DomainName, KeyId, KeySpec, KeyZone, MasterKey, PrivateKey, PublicKey, RotationPolicy,
     SigningConfig, Span, TenantName, Timestamp,
 };
-use signet_store::{AcceptedDomain, AuditEntry, Store, StoreError, Tx};
+use signet_store::{AcceptedDomain, Store, StoreError, Tx};
 
 pub use connectors::{Login, NewConnector, check_password, describe as describe_connector};
 pub use lifecycle::{
@@ -38,6 +38,7 @@ pub use lifecycle::{
 };
 pub use scheduler::TickReport;
 pub use signet_signer::SigningPolicy;
+pub use signet_store::{ApiToken, AuditEntry};
 pub use signing::SignOutcome;
 
 /// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.
