@@ -109,6 +109,14 @@ pub struct Config {
     pub check_interval: Span,
     pub rotation_interval: Option<Span>,
     pub smtp: SmtpSettings,
+    pub http: HttpSettings,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where it listens; `None` when `[http] listen = ""` turns it off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The signing gateway.
@@ -219,7 +227,16 @@ impl Config {
             }
             None => None,
         };
-        let _ = raw.http.listen;
+        let http = HttpSettings {
+            listen: match raw.http.listen.as_deref().map(str::trim) {
+                Some("") => None,
+                text => Some(address(
+                    text.unwrap_or("127.0.0.1:8080"),
+                    8080,
+                    "[http] listen",
+                )?),
+            },
+        };
         let smtp = smtp_settings(raw.smtp, data_dir)?;
         let limits = dns_limits(&raw.dns)?;
         Ok(Config {
@@ -256,6 +273,7 @@ impl Config {
             )?,
             rotation_interval,
             smtp,
+            http,
         })
     }
 
@@ -504,8 +522,8 @@ queue_lifetime = "5d"                  # then undeliverable mail bounces to its 
 # tls_key = "/etc/ssl/private/signet.key"   # directory); default: a self-signed certificate
 # plaintext_auth_on_loopback = false        # AUTH before STARTTLS, for loopback clients only
 
-[http]
-listen = "127.0.0.1:8080"
+[http]       # the HTTP API (plain HTTP: keep it on loopback or behind a TLS proxy)
+listen = "127.0.0.1:8080"              # "" turns it off
 "#
     )
 }
@@ -530,6 +548,23 @@ mod tests {
         );
         assert_eq!(config.master_key_file, Path::new("/d/master.key"));
         assert_eq!(config.rotation_interval, None);
+        assert_eq!(config.http.listen, Some("127.0.0.1:8080".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_http_api_listens_where_told_or_not_at_all() {
+        let listen = |http: &str| {
+            let text = format!("key_zone = \"a.example\"\n[http]\n{http}");
+            Config::parse(Path::new("/d"), &text).map(|c| c.http.listen)
+        };
+        assert_eq!(listen("").unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(listen("listen = \"\"").unwrap(), None);
+        assert_eq!(
+            listen("listen = \"::1\"").unwrap(),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        let err = format!("{:#}", listen("listen = \"localhost\"").unwrap_err());
+        assert!(err.contains("[http] listen"), "{err}");
     }
 
     #[test]

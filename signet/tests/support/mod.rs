@@ -379,11 +379,11 @@ impl Signet {
     }
 }
 
-/// Free ports for the relay and submission listeners unless `extra` names them, so that tests
-/// running side by side never fight over the defaults (2525, 2587).
+/// Free ports for the relay, submission and HTTP listeners unless `extra` names them, so that
+/// tests running side by side never fight over the defaults (2525, 2587, 8080).
 fn gateway_ports(extra: &[&str]) -> Vec<String> {
     let mut ports = Vec::new();
-    for flag in ["--relay-listen", "--submission-listen"] {
+    for flag in ["--relay-listen", "--submission-listen", "--http-listen"] {
         if !extra.contains(&flag) {
             ports.push(flag.to_string());
             ports.push(format!("127.0.0.1:{}", free_port()));
