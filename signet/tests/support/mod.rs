@@ -131,6 +131,12 @@ pub struct Knot {
 impl Knot {
     /// Knot as the primary of the given zones.
     pub fn start(zones: &[(&str, String)]) -> Knot {
+        Self::start_on(free_port(), zones)
+    }
+
+    /// As [`Knot::start`], on `port` (e.g. the port of a Knot just dropped, so that a running
+    /// signet's resolver setting now reaches different zones).
+    pub fn start_on(port: u16, zones: &[(&str, String)]) -> Knot {
         let dir = tempfile::tempdir().unwrap();
         let mut zone_list = String::new();
         for (name, text) in zones {
@@ -139,7 +145,7 @@ impl Knot {
         }
         Self::spawn(
             dir,
-            free_port(),
+            port,
             "",
             "    zonefile-load: whole\n",
             &zone_list,
