@@ -889,13 +889,7 @@ async fn token(command: TokenCommand, service: &Signet) -> Result<()> {
                 .tokens()
                 .await?
                 .iter()
-                .map(|t| {
-                    vec![
-                        t.name.to_string(),
-                        t.scope.to_string(),
-                        t.created.rfc3339(),
-                    ]
-                })
+                .map(|t| vec![t.name.to_string(), t.scope.to_string(), t.created.rfc3339()])
                 .collect();
             print_rows(
                 &["Name", "Scope", "WhenCreated"],

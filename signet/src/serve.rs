@@ -52,7 +52,9 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         config
             .http
             .listen
-            .map_or("http api off".to_string(), |addr| format!("http api up on {addr}"))
+            .map_or("http api off".to_string(), |addr| format!(
+                "http api up on {addr}"
+            ))
     );
 
     shutdown_signal().await;
@@ -63,7 +65,10 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         // Requests under way finish; a client that holds a connection open does not hold us.
         match tokio::time::timeout(HTTP_DRAIN, http).await {
             Ok(Ok(Err(e))) => error!("http: {e}"),
-            Err(_) => warn!("http: requests still open after {}s; stopping anyway", HTTP_DRAIN.as_secs()),
+            Err(_) => warn!(
+                "http: requests still open after {}s; stopping anyway",
+                HTTP_DRAIN.as_secs()
+            ),
             _ => {}
         }
     }
@@ -94,7 +99,9 @@ async fn spawn_http(
         let _ = stop.changed().await;
     };
     info!(%listen, "http: serving the API");
-    Ok(Some(tokio::spawn(signet_api::serve(listener, router, shutdown))))
+    Ok(Some(tokio::spawn(signet_api::serve(
+        listener, router, shutdown,
+    ))))
 }
 
 fn scheduler_pause(config: &Config) -> Duration {

@@ -3,6 +3,8 @@
 //! to publish until a real DNS server (Knot) serves them, a rotation, and the audit naming the
 //! token.
 
+#![allow(clippy::too_many_lines)] // the scenario reads top to bottom, step by step
+
 mod support;
 
 use std::process::Command;
@@ -16,7 +18,12 @@ const ZONE: &str = "dkim.example.net";
 fn http(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
     let mut curl = Command::new("curl");
     curl.args(["--silent", "--show-error", "--max-time", "30", "-X", method])
-        .args(["-w", "\n%{http_code}", "-H", "Content-Type: application/json"]);
+        .args([
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ]);
     if let Some(token) = token {
         curl.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
@@ -46,27 +53,46 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     let customer = Knot::start(&[("contoso.com", customer_zone("contoso.com", &[]))]);
     let signet = Signet::new();
     signet
-        .run(&["init", "--key-zone", ZONE, "--resolver", &customer.address()])
+        .run(&[
+            "init",
+            "--key-zone",
+            ZONE,
+            "--resolver",
+            &customer.address(),
+        ])
         .ok();
     signet.run(&["tenant", "add", "contoso"]).ok();
-    signet.run(&["domain", "add", "contoso", "contoso.com"]).ok();
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
     let made = signet.run(&["token", "add", "ops", "--tenant", "contoso"]);
     let token = made.ok().trim().to_string();
     assert_eq!(token.len(), 43, "32 bytes in base64url: {token}");
-    assert!(made.stderr.contains("shown only this once"), "{}", made.stderr);
+    assert!(
+        made.stderr.contains("shown only this once"),
+        "{}",
+        made.stderr
+    );
     let list = signet.run(&["token", "list"]).ok().to_string();
-    assert!(list.contains("ops") && list.contains("tenant:contoso"), "{list}");
+    assert!(
+        list.contains("ops") && list.contains("tenant:contoso"),
+        "{list}"
+    );
     assert!(!list.contains(&token), "the token is never shown again");
-    assert!(!std::fs::read(signet.data_dir().join("signet.db"))
-        .unwrap()
-        .windows(token.len())
-        .any(|w| w == token.as_bytes()));
+    assert!(
+        !std::fs::read(signet.data_dir().join("signet.db"))
+            .unwrap()
+            .windows(token.len())
+            .any(|w| w == token.as_bytes())
+    );
 
     let http_port = free_port();
     let listen = format!("127.0.0.1:{http_port}");
     let server = signet.serve_with(free_port(), ZONE, &["--http-listen", &listen]);
     support::wait_for(std::time::Duration::from_secs(10), "the ready line", || {
-        server.log_text().contains(&format!("http api up on {listen}"))
+        server
+            .log_text()
+            .contains(&format!("http api up on {listen}"))
     });
     let base = format!("http://{listen}");
     let config = format!("{base}/api/v1/dkim/contoso.com");
@@ -74,7 +100,10 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     assert_eq!(http("GET", &format!("{base}/healthz"), None, "").0, 200);
     assert_eq!(http("GET", &format!("{base}/readyz"), None, "").0, 200);
     let (status, body) = http("GET", &config, None, "");
-    assert_eq!((status, &body["error"]["code"]), (401, &Value::from("unauthorized")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &Value::from("unauthorized"))
+    );
     let (status, shown) = http("GET", &config, Some(&token), "");
     assert_eq!(status, 200);
     let cli: Value = serde_json::from_str(
@@ -92,8 +121,14 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     assert_eq!(error["code"], "cname_missing");
     for (index, n) in [1u8, 2].iter().enumerate() {
         let (name, target) = cname(*n);
-        assert_eq!(error["records"][index]["name"], format!("{name}.contoso.com"));
-        assert_eq!(error["records"][index]["value"], target.trim_end_matches('.'));
+        assert_eq!(
+            error["records"][index]["name"],
+            format!("{name}.contoso.com")
+        );
+        assert_eq!(
+            error["records"][index]["value"],
+            target.trim_end_matches('.')
+        );
         assert_eq!(error["found"][index]["found"], "no CNAME record found");
     }
 
@@ -105,7 +140,10 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
         .iter()
         .map(|(name, target)| (name.as_str(), "CNAME", target.as_str()))
         .collect();
-    let _customer = Knot::start_on(port, &[("contoso.com", customer_zone("contoso.com", &rows))]);
+    let _customer = Knot::start_on(
+        port,
+        &[("contoso.com", customer_zone("contoso.com", &rows))],
+    );
     let (status, enabled) = http("PATCH", &config, Some(&token), r#"{"Enabled": true}"#);
     assert_eq!(status, 200, "{enabled}");
     assert_eq!(enabled["enabled"], true);
@@ -113,7 +151,12 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
 
     let (status, rotated) = http("POST", &format!("{config}/rotate"), Some(&token), "");
     assert_eq!(status, 200, "{rotated}");
-    assert!(rotated["rotate_on_date"].as_str().is_some_and(|d| d.ends_with('Z')), "{rotated}");
+    assert!(
+        rotated["rotate_on_date"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('Z')),
+        "{rotated}"
+    );
     assert_eq!(rotated["selector_after_rotate_on_date"], "selector2");
 
     let audit: Value = serde_json::from_str(
@@ -123,9 +166,16 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     )
     .unwrap();
     let last = audit.as_array().unwrap().last().unwrap();
-    assert_eq!((&last["who"], &last["what"]), (&Value::from("token:ops"), &Value::from("dkim.rotate")));
+    assert_eq!(
+        (&last["who"], &last["what"]),
+        (&Value::from("token:ops"), &Value::from("dkim.rotate"))
+    );
 
     signet.run(&["token", "remove", "ops"]).ok();
-    assert_eq!(http("GET", &config, Some(&token), "").0, 401, "a removed token is refused");
+    assert_eq!(
+        http("GET", &config, Some(&token), "").0,
+        401,
+        "a removed token is refused"
+    );
     assert_eq!(server.stop(), Some(0));
 }

@@ -47,7 +47,9 @@ impl<D: Dns, C: Clock> FromRequestParts<ApiState<D, C>> for Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header is not Bearer TOKEN"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not Bearer TOKEN")
+            })?;
         match state.service.token_for(presented).await? {
             Some(token) => Ok(Caller { token }),
             None => Err(ApiError::unauthorized("the token is not known")),

@@ -31,7 +31,11 @@ impl ApiError {
 
     /// 400: the request is wrong; `field` names what.
     pub fn bad_request(field: &str, why: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {why}"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{field}: {why}"),
+        )
     }
 
     pub fn unauthorized(why: &str) -> Self {
@@ -46,7 +50,10 @@ impl ApiError {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("the request body is larger than {} bytes", crate::BODY_LIMIT),
+            format!(
+                "the request body is larger than {} bytes",
+                crate::BODY_LIMIT
+            ),
         )
     }
 

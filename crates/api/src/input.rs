@@ -170,15 +170,21 @@ mod tests {
 
     #[test]
     fn bodies_parse_with_either_name_and_errors_name_the_field() {
-        let options = set_options(br#"{"Enabled": true, "body_canonicalization": "simple"}"#)
-            .unwrap();
+        let options =
+            set_options(br#"{"Enabled": true, "body_canonicalization": "simple"}"#).unwrap();
         assert_eq!(options.enabled, Some(true));
-        assert_eq!(options.body_canonicalization, Some(Canonicalization::Simple));
+        assert_eq!(
+            options.body_canonicalization,
+            Some(Canonicalization::Simple)
+        );
         let options = set_options(br#"{"RotationInterval": null}"#).unwrap();
         assert_eq!(options.rotation_interval, Some(None));
         for (body, field) in [
             (&br#"{"Enabled": "yes"}"#[..], "Enabled:"),
-            (br#"{"HeaderCanonicalization": "loose"}"#, "HeaderCanonicalization:"),
+            (
+                br#"{"HeaderCanonicalization": "loose"}"#,
+                "HeaderCanonicalization:",
+            ),
             (br#"{"Status": "Valid"}"#, "Status:"),
             (br"{}", "body:"),
             (br"[1]", "body:"),
@@ -192,7 +198,11 @@ mod tests {
             rotate_options(br#"{"KeySize": 1024}"#).unwrap(),
             Some(RsaBits::B1024)
         );
-        for body in [&br#"{"KeySize": 3}"#[..], br#"{"KeySize": "big"}"#, br#"{"x": 1}"#] {
+        for body in [
+            &br#"{"KeySize": 3}"#[..],
+            br#"{"KeySize": "big"}"#,
+            br#"{"x": 1}"#,
+        ] {
             assert!(rotate_options(body).is_err());
         }
     }

@@ -203,8 +203,14 @@ fn message(answer: &Answer) -> &str {
 async fn health_needs_no_token_and_readiness_follows_the_store() {
     let f = Fixture::new().await;
     let health = f.call("GET", "/healthz", None, "").await;
-    assert_eq!((health.status, &health.body), (StatusCode::OK, &json!({"status": "ok"})));
-    assert_eq!(f.call("GET", "/readyz", None, "").await.status, StatusCode::OK);
+    assert_eq!(
+        (health.status, &health.body),
+        (StatusCode::OK, &json!({"status": "ok"}))
+    );
+    assert_eq!(
+        f.call("GET", "/readyz", None, "").await.status,
+        StatusCode::OK
+    );
     f.service.store().close().await;
     let down = f.call("GET", "/readyz", None, "").await;
     assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -232,7 +238,12 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
         }
         let theirs = f.call(method, &uri, Some(&f.contoso), body).await;
         let absent = f
-            .call(method, &path.replace("{d}", "nobody.example"), Some(&f.contoso), body)
+            .call(
+                method,
+                &path.replace("{d}", "nobody.example"),
+                Some(&f.contoso),
+                body,
+            )
             .await;
         assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{method} {uri}");
         assert_eq!(
@@ -241,13 +252,21 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
             "{method} {uri}: another tenant's domain must look absent"
         );
         let bad = f
-            .call(method, &path.replace("{d}", "not_a..domain"), Some(&f.admin), body)
+            .call(
+                method,
+                &path.replace("{d}", "not_a..domain"),
+                Some(&f.admin),
+                body,
+            )
             .await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{method} {path}");
         assert!(message(&bad).starts_with("domain: "), "{}", message(&bad));
     }
     for (method, uri) in [("GET", "/api/v1/dkim")] {
-        assert_eq!(f.call(method, uri, None, "").await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            f.call(method, uri, None, "").await.status,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let unknown = f.call("GET", "/api/v1/nothing", Some(&f.admin), "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
@@ -256,18 +275,31 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
 #[tokio::test]
 async fn get_shows_the_cli_json_and_lists_page_by_page() {
     let f = Fixture::new().await;
-    let one = f.call("GET", "/api/v1/dkim/contoso.com", Some(&f.contoso), "").await;
+    let one = f
+        .call("GET", "/api/v1/dkim/contoso.com", Some(&f.contoso), "")
+        .await;
     assert_eq!(one.status, StatusCode::OK);
     let view = signet_app::DkimView::Configured(
-        f.service.config(&"contoso.com".parse().unwrap()).await.unwrap(),
+        f.service
+            .config(&"contoso.com".parse().unwrap())
+            .await
+            .unwrap(),
     );
     let cli = signet_app::view::config_json(&signet_app::view::config_properties(
         &view,
         &f.service.settings().zone,
     ));
-    assert_eq!(one.body, cli, "the same JSON as signet dkim get --format json");
+    assert_eq!(
+        one.body, cli,
+        "the same JSON as signet dkim get --format json"
+    );
     assert_eq!(one.body["status"], "CnameMissing");
-    assert!(one.body["selector1_public_key"].as_str().unwrap().starts_with("v=DKIM1; k=rsa; p="));
+    assert!(
+        one.body["selector1_public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=")
+    );
 
     // The admin sees both tenants' four configs, two at a time.
     let mut seen = Vec::new();
@@ -277,7 +309,11 @@ async fn get_shows_the_cli_json_and_lists_page_by_page() {
         assert_eq!(page.status, StatusCode::OK);
         let configs = page.body["configs"].as_array().unwrap();
         assert!(configs.len() <= 2);
-        seen.extend(configs.iter().map(|c| c["domain"].as_str().unwrap().to_string()));
+        seen.extend(
+            configs
+                .iter()
+                .map(|c| c["domain"].as_str().unwrap().to_string()),
+        );
         match page.body["next_cursor"].as_str() {
             Some(cursor) => uri = format!("/api/v1/dkim?limit=2&cursor={cursor}"),
             None => break,
@@ -302,7 +338,11 @@ async fn get_shows_the_cli_json_and_lists_page_by_page() {
     assert_eq!(domains, ["contoso.com", "contoso.dkim.example.net"]);
     assert_eq!(own.body["next_cursor"], Value::Null);
 
-    for (query, field) in [("limit=0", "limit: "), ("limit=x", "limit: "), ("cursor=@@", "cursor: ")] {
+    for (query, field) in [
+        ("limit=0", "limit: "),
+        ("limit=x", "limit: "),
+        ("cursor=@@", "cursor: "),
+    ] {
         let bad = f
             .call("GET", &format!("/api/v1/dkim?{query}"), Some(&f.admin), "")
             .await;
@@ -315,7 +355,9 @@ async fn get_shows_the_cli_json_and_lists_page_by_page() {
 async fn enabling_waits_for_the_cnames_and_is_audited_as_the_token() {
     let f = Fixture::new().await;
     let uri = "/api/v1/dkim/contoso.com";
-    let refused = f.call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#).await;
+    let refused = f
+        .call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#)
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.body["error"]["code"], "cname_missing");
     assert!(message(&refused).starts_with("CNAME record does not exist for this config."));
@@ -327,16 +369,22 @@ async fn enabling_waits_for_the_cnames_and_is_audited_as_the_token() {
             "value": "selector2-contoso-com._domainkey.contoso.dkim.example.net"
         })
     );
-    assert_eq!(refused.body["error"]["found"][0]["found"], "no CNAME record found");
+    assert_eq!(
+        refused.body["error"]["found"][0]["found"],
+        "no CNAME record found"
+    );
 
     *f.dns.down.lock().unwrap() = true;
-    let later = f.call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#).await;
+    let later = f
+        .call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#)
+        .await;
     assert_eq!(later.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(later.retry_after.as_deref(), Some("30"));
     *f.dns.down.lock().unwrap() = false;
 
     f.publish_cnames("contoso.com", "contoso");
-    let body = r#"{"Enabled": true, "header_canonicalization": "Simple", "IncludeKeyExpiration": true}"#;
+    let body =
+        r#"{"Enabled": true, "header_canonicalization": "Simple", "IncludeKeyExpiration": true}"#;
     let enabled = f.call("PATCH", uri, Some(&f.contoso), body).await;
     assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
     assert_eq!(enabled.body["enabled"], true);
@@ -360,23 +408,40 @@ async fn enabling_waits_for_the_cnames_and_is_audited_as_the_token() {
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let audit = f
-        .call("GET", "/api/v1/audit?domain=contoso.com", Some(&f.contoso), "")
+        .call(
+            "GET",
+            "/api/v1/audit?domain=contoso.com",
+            Some(&f.contoso),
+            "",
+        )
         .await;
     assert_eq!(audit.status, StatusCode::OK);
     let last = audit.body.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["who"], "token:contoso-ci");
     assert_eq!(last["what"], "dkim.set");
     assert_eq!(last["detail"]["after"]["enabled"], true);
-    let bad = f.call("GET", "/api/v1/audit?domain=..", Some(&f.contoso), "").await;
+    let bad = f
+        .call("GET", "/api/v1/audit?domain=..", Some(&f.contoso), "")
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     // Without a domain, a tenant sees its own domains' entries only; the admin sees all.
     let own = f.call("GET", "/api/v1/audit", Some(&f.contoso), "").await;
-    assert!(own.body.as_array().unwrap().iter().all(|e| {
-        e["domain"].as_str().unwrap().starts_with("contoso.")
-    }));
+    assert!(
+        own.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| { e["domain"].as_str().unwrap().starts_with("contoso.") })
+    );
     let all = f.call("GET", "/api/v1/audit", Some(&f.admin), "").await;
-    assert!(all.body.as_array().unwrap().iter().any(|e| e["what"] == "token.add"));
+    assert!(
+        all.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["what"] == "token.add")
+    );
 }
 
 #[tokio::test]
@@ -384,16 +449,29 @@ async fn rotation_answers_with_the_rotate_on_date() {
     let f = Fixture::new().await;
     let uri = "/api/v1/dkim/contoso.com/rotate";
     let disabled = f.call("POST", uri, Some(&f.contoso), "").await;
-    assert_eq!(disabled.status, StatusCode::CONFLICT, "only an enabled config rotates");
+    assert_eq!(
+        disabled.status,
+        StatusCode::CONFLICT,
+        "only an enabled config rotates"
+    );
     f.publish_cnames("contoso.com", "contoso");
-    f.call("PATCH", "/api/v1/dkim/contoso.com", Some(&f.contoso), r#"{"enabled": true}"#)
-        .await;
+    f.call(
+        "PATCH",
+        "/api/v1/dkim/contoso.com",
+        Some(&f.contoso),
+        r#"{"enabled": true}"#,
+    )
+    .await;
 
-    let bad = f.call("POST", uri, Some(&f.contoso), r#"{"KeySize": 512}"#).await;
+    let bad = f
+        .call("POST", uri, Some(&f.contoso), r#"{"KeySize": 512}"#)
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(message(&bad).starts_with("KeySize: "), "{}", message(&bad));
 
-    let rotated = f.call("POST", uri, Some(&f.contoso), r#"{"KeySize": 1024}"#).await;
+    let rotated = f
+        .call("POST", uri, Some(&f.contoso), r#"{"KeySize": 1024}"#)
+        .await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
     // 1_800_000_000 + 96 h
     assert_eq!(rotated.body["rotate_on_date"], "2027-01-19T08:00:00Z");
@@ -403,7 +481,11 @@ async fn rotation_answers_with_the_rotate_on_date() {
     let again = f.call("POST", uri, Some(&f.contoso), "").await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert_eq!(again.body["error"]["code"], "refused");
-    assert!(message(&again).contains("already in progress"), "{}", message(&again));
+    assert!(
+        message(&again).contains("already in progress"),
+        "{}",
+        message(&again)
+    );
 }
 
 #[tokio::test]
@@ -413,8 +495,15 @@ async fn records_are_the_cli_json() {
         .call("GET", "/api/v1/records/contoso.com", Some(&f.contoso), "")
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    let records = f.service.records(&"contoso.com".parse().unwrap()).await.unwrap();
+    let records = f
+        .service
+        .records(&"contoso.com".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(answer.body, signet_app::view::records_json(&records, 3600));
-    assert_eq!(answer.body["customer"][0]["name"], "selector1._domainkey.contoso.com");
+    assert_eq!(
+        answer.body["customer"][0]["name"],
+        "selector1._domainkey.contoso.com"
+    );
     assert_eq!(answer.body["key_zone"].as_array().unwrap().len(), 1);
 }

@@ -811,11 +811,17 @@ async fn tokens_are_shown_once_and_see_their_tenant_only() {
     assert!(matches!(refused, Err(AppError::Refused(_))));
     let missing = f
         .service
-        .add_token(&"x".parse().unwrap(), TokenScope::Tenant("nobody".parse().unwrap()))
+        .add_token(
+            &"x".parse().unwrap(),
+            TokenScope::Tenant("nobody".parse().unwrap()),
+        )
         .await;
     assert!(matches!(missing, Err(AppError::NotFound(_))));
 
-    assert_eq!(f.service.token_for(secret.expose()).await.unwrap(), Some(token));
+    assert_eq!(
+        f.service.token_for(secret.expose()).await.unwrap(),
+        Some(token)
+    );
     assert_eq!(f.service.token_for("wrong").await.unwrap(), None);
     let audit = f.service.audit(None).await.unwrap();
     let added = audit.iter().find(|e| e.action == "token.add").unwrap();
@@ -852,13 +858,20 @@ async fn tokens_are_shown_once_and_see_their_tenant_only() {
     assert_eq!(names, ["contoso.com", "contoso.dkim.example.net"]);
     let entries = f.service.visible_audit(&contoso_scope, None).await.unwrap();
     assert!(!entries.is_empty());
-    assert!(entries.iter().all(|e| e.domain.as_deref().is_some_and(|d| d.starts_with("contoso."))));
+    assert!(entries.iter().all(|e| {
+        e.domain
+            .as_deref()
+            .is_some_and(|d| d.starts_with("contoso."))
+    }));
 
     // A tenant with tokens stays until they are removed.
     let kept = f.service.remove_tenant(&"contoso".parse().unwrap()).await;
     assert!(matches!(kept, Err(AppError::Refused(_))));
     f.service.remove_token(&name).await.unwrap();
-    assert!(matches!(f.service.remove_token(&name).await, Err(AppError::NotFound(_))));
+    assert!(matches!(
+        f.service.remove_token(&name).await,
+        Err(AppError::NotFound(_))
+    ));
     assert_eq!(f.service.token_for(secret.expose()).await.unwrap(), None);
 }
 
@@ -874,7 +887,11 @@ async fn configs_come_page_by_page() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = f.service.configs_page(None, after.as_ref(), 2).await.unwrap();
+        let page = f
+            .service
+            .configs_page(None, after.as_ref(), 2)
+            .await
+            .unwrap();
         assert!(page.views.len() <= 2);
         seen.extend(page.views.iter().map(|v| v.domain().to_string()));
         match page.next {

@@ -165,7 +165,10 @@ mod tests {
         );
         assert!(digest.matches(&TokenDigest::of(one.expose())));
         assert!(!digest.matches(&TokenDigest::of(two.expose())));
-        assert_eq!(format!("{one:?} {digest:?}"), "TokenSecret([redacted]) TokenDigest([redacted])");
+        assert_eq!(
+            format!("{one:?} {digest:?}"),
+            "TokenSecret([redacted]) TokenDigest([redacted])"
+        );
     }
 
     #[test]

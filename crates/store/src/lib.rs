@@ -463,21 +463,24 @@ impl Tx {
     // ---- API tokens ----
 
     pub async fn insert_token(&mut self, token: &ApiToken) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (name, tenant, digest, created) VALUES ($1, $2, $3, $4)")
-            .bind(token.name.as_str())
-            .bind(token.scope.tenant().map(TenantName::as_str))
-            .bind(&token.digest.as_bytes()[..])
-            .bind(token.created.unix())
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (name, tenant, digest, created) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.name.as_str())
+        .bind(token.scope.tenant().map(TenantName::as_str))
+        .bind(&token.digest.as_bytes()[..])
+        .bind(token.created.unix())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
     /// Every token, ordered by name.
     pub async fn tokens(&mut self) -> Result<Vec<ApiToken>> {
-        let rows = sqlx::query("SELECT name, tenant, digest, created FROM api_tokens ORDER BY name")
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, tenant, digest, created FROM api_tokens ORDER BY name")
+                .fetch_all(&mut *self.tx)
+                .await?;
         rows.iter().map(token_from_row).collect()
     }
 

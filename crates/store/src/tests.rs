@@ -329,7 +329,10 @@ async fn tokens_keep_only_a_digest() {
     tx.insert_token(&token).await.unwrap();
     tx.insert_token(&admin).await.unwrap();
     assert!(tx.insert_token(&admin).await.is_err(), "names are unique");
-    assert_eq!(tx.tokens().await.unwrap(), vec![admin.clone(), token.clone()]);
+    assert_eq!(
+        tx.tokens().await.unwrap(),
+        vec![admin.clone(), token.clone()]
+    );
     assert!(tx.delete_token(&admin.name).await.unwrap());
     assert!(!tx.delete_token(&admin.name).await.unwrap());
     assert_eq!(tx.tokens().await.unwrap(), vec![token]);
@@ -357,5 +360,10 @@ async fn signing_domains_come_page_by_page() {
         .unwrap();
     assert_eq!(names(second), ["c.example"]);
     let other: TenantName = "fabrikam".parse().unwrap();
-    assert!(tx.signing_domains(Some(&other), None, 10).await.unwrap().is_empty());
+    assert!(
+        tx.signing_domains(Some(&other), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
