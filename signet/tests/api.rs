@@ -179,3 +179,37 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     );
     assert_eq!(server.stop(), Some(0));
 }
+
+#[test]
+fn tokens_need_one_scope_and_an_existing_tenant() {
+    let signet = Signet::new();
+    signet.run(&["init", "--key-zone", ZONE]).ok();
+    signet.run(&["tenant", "add", "contoso"]).ok();
+    for args in [
+        &["token", "add", "x"][..],
+        &["token", "add", "x", "--admin", "--tenant", "contoso"],
+        &["token", "add", "a b", "--admin"],
+    ] {
+        assert_eq!(signet.run(args).code, 2, "{args:?}");
+    }
+    signet
+        .run(&["token", "add", "x", "--tenant", "nobody"])
+        .refused("tenant 'nobody' does not exist");
+    signet.run(&["token", "add", "x", "--admin"]).ok();
+    signet
+        .run(&["token", "add", "x", "--admin"])
+        .refused("already exists");
+    signet
+        .run(&["token", "add", "ci", "--tenant", "contoso"])
+        .ok();
+    signet
+        .run(&["tenant", "remove", "contoso"])
+        .refused("still has API tokens: ci");
+    let audit = signet.run(&["audit"]).ok().to_string();
+    assert!(audit.contains("token.add"), "{audit}");
+    signet.run(&["token", "remove", "ci"]).ok();
+    signet
+        .run(&["token", "remove", "ci"])
+        .refused("no token is named 'ci'");
+    signet.run(&["tenant", "remove", "contoso"]).ok();
+}

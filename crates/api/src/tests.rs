@@ -270,6 +270,11 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
     }
     let unknown = f.call("GET", "/api/v1/nothing", Some(&f.admin), "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let delete = f
+        .call("DELETE", "/api/v1/dkim/contoso.com", Some(&f.admin), "")
+        .await;
+    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(delete.body["error"]["code"], "method_not_allowed");
 }
 
 #[tokio::test]
