@@ -51,7 +51,7 @@ sed -i "s|# smart_host = \"mail.example.net:25\"|smart_host = \"127.0.0.1:$sink_
   "$data/signet.toml"
 "$signet" --data-dir "$data" serve --dns-listen "127.0.0.1:$dns_port" \
   --relay-listen "127.0.0.1:$signet_port" --submission-listen "127.0.0.1:$submission_port" \
-  2>"$work/signet.log" &
+  --http-listen off 2>"$work/signet.log" &
 pids+=($!)
 
 # OpenDKIM as a milter on a unix socket, with its own 2048-bit key.

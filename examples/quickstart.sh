@@ -87,6 +87,7 @@ dns_port=$(free_port)
 relay_port=$(free_port)
 submission_port=$(free_port)
 sink_port=$(free_port)
+http_port=$(free_port)
 data="$work/signet-data"
 signet() { "$SIGNET" --data-dir "$data" "$@"; }
 
@@ -191,12 +192,12 @@ printf '$ echo ... | signet connector add contoso app --login app@contoso.com --
 echo 'a long passphrase' | signet connector add contoso app --login app@contoso.com --password-stdin
 
 step "Run it: key zone DNS on $dns_port, relay on $relay_port, submission on $submission_port"
-printf '$ signet serve --dns-listen 127.0.0.1:%s --relay-listen 127.0.0.1:%s --submission-listen 127.0.0.1:%s &\n' \
-  "$dns_port" "$relay_port" "$submission_port"
+printf '$ signet serve --dns-listen 127.0.0.1:%s --relay-listen 127.0.0.1:%s --submission-listen 127.0.0.1:%s --http-listen 127.0.0.1:%s &\n' \
+  "$dns_port" "$relay_port" "$submission_port" "$http_port"
 # The binary itself in the background (not the `signet` function: that would run in a subshell
 # whose pid is not the server's).
 "$SIGNET" --data-dir "$data" serve --dns-listen "127.0.0.1:$dns_port" --relay-listen "127.0.0.1:$relay_port" \
-  --submission-listen "127.0.0.1:$submission_port" >"$work/signet.log" 2>&1 &
+  --submission-listen "127.0.0.1:$submission_port" --http-listen "127.0.0.1:$http_port" >"$work/signet.log" 2>&1 &
 pids+=($!)
 wait_for 20 "signet's DNS server" answers "$dns_port" SOA "$zone"
 wait_for 20 "signet's listeners" grep -q 'ready:' "$work/signet.log"

@@ -117,6 +117,14 @@ pub struct Config {
     pub check_interval: Span,
     pub rotation_interval: Option<Span>,
     pub smtp: SmtpSettings,
+    pub http: HttpSettings,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Where it listens; `None` when `[http] listen = ""` turns it off.
+    pub listen: Option<SocketAddr>,
 }
 
 /// The signing gateway.
@@ -234,7 +242,16 @@ impl Config {
             }
             None => None,
         };
-        let _ = raw.http.listen;
+        let http = HttpSettings {
+            listen: match raw.http.listen.as_deref().map(str::trim) {
+                Some("") => None,
+                text => Some(address(
+                    text.unwrap_or("127.0.0.1:8080"),
+                    8080,
+                    "[http] listen",
+                )?),
+            },
+        };
         let smtp = smtp_settings(raw.smtp, data_dir)?;
         let limits = dns_limits(&raw.dns)?;
         Ok(Config {
@@ -271,6 +288,7 @@ impl Config {
             )?,
             rotation_interval,
             smtp,
+            http,
         })
     }
 
@@ -707,8 +725,8 @@ queue_lifetime = "5d"                  # then undeliverable mail bounces to its 
 # auth_failures = 10      # failures of one login before it is locked out (0: never)
 # auth_lockout = "15m"    # how long; meanwhile even the right password gets 535 5.7.8
 
-[http]
-listen = "127.0.0.1:8080"
+[http]       # the HTTP API (plain HTTP: keep it on loopback or behind a TLS proxy)
+listen = "127.0.0.1:8080"              # "" turns it off
 "#
     )
 }
@@ -738,6 +756,7 @@ mod tests {
         assert_eq!(config.smtp.data_timeout, listener.data_timeout);
         assert_eq!(config.smtp.max_connections, listener.max_connections);
         assert_eq!(config.smtp.auth_throttle, listener.auth_throttle);
+        assert_eq!(config.http.listen, Some("127.0.0.1:8080".parse().unwrap()));
     }
 
     /// What `signet` prints for `text` as `/d/signet.toml`.
@@ -790,6 +809,22 @@ mod tests {
             shown.starts_with("invalid /d/signet.toml: missing field `key_zone`"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_http_api_listens_where_told_or_not_at_all() {
+        let listen = |http: &str| {
+            let text = format!("key_zone = \"a.example\"\n[http]\n{http}");
+            Config::parse(Path::new("/d"), &text).map(|c| c.http.listen)
+        };
+        assert_eq!(listen("").unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(listen("listen = \"\"").unwrap(), None);
+        assert_eq!(
+            listen("listen = \"::1\"").unwrap(),
+            Some("[::1]:8080".parse().unwrap())
+        );
+        let err = format!("{:#}", listen("listen = \"localhost\"").unwrap_err());
+        assert!(err.contains("[http] listen"), "{err}");
     }
 
     #[test]

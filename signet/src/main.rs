@@ -22,7 +22,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use signet_app::{
     AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SystemClock,
 };
-use signet_keys::{Algorithm, Canonicalization, DomainName, RsaBits, TenantName};
+use signet_keys::{
+    Algorithm, Canonicalization, DomainName, RsaBits, TenantName, TokenName, TokenScope,
+};
 use signet_store::Store;
 
 use crate::config::Config;
@@ -78,6 +80,9 @@ enum Command {
     /// The relay's queue: messages accepted and not yet delivered.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// HTTP API tokens: `add NAME --admin|--tenant TENANT` prints a new token once.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The audit log of every change.
     Audit {
         #[arg(long)]
@@ -130,6 +135,43 @@ struct ServeArgs {
     /// Where the submission listener (STARTTLS + AUTH) listens; overrides [smtp] submission_listen.
     #[arg(long, value_name = "ADDR:PORT")]
     submission_listen: Option<std::net::SocketAddr>,
+    /// Where the HTTP API listens, or `off`; overrides [http] listen.
+    #[arg(long, value_name = "ADDR:PORT|off", value_parser = parse_http_listen)]
+    http_listen: Option<HttpListen>,
+}
+
+/// `--http-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct HttpListen(Option<std::net::SocketAddr>);
+
+fn parse_http_listen(text: &str) -> Result<HttpListen, String> {
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen(None));
+    }
+    text.parse()
+        .map(|addr| HttpListen(Some(addr)))
+        .map_err(|_| format!("'{text}' is not an address like 127.0.0.1:8080, nor off"))
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it. Only its SHA-256 digest is stored: it cannot be shown again.
+    Add {
+        name: TokenName,
+        /// The token sees and changes everything.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        admin: bool,
+        /// The token sees and changes this tenant's domains only.
+        #[arg(long)]
+        tenant: Option<TenantName>,
+    },
+    /// Names, scopes and dates of the tokens (never the tokens).
+    List {
+        #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+        format: TableFormat,
+    },
+    /// Remove a token: requests carrying it are refused from then on.
+    Remove { name: TokenName },
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +447,9 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(listen) = args.submission_listen {
                 config.smtp.submission_listen = listen;
             }
+            if let Some(HttpListen(listen)) = args.http_listen {
+                config.http.listen = listen;
+            }
             serve::serve(config, service).await
         }
         Command::Verify(args) => verify_cmd::run(&data_dir, args).await,
@@ -536,6 +581,7 @@ async fn dispatch(command: Command, config: &Config, service: &Signet) -> Result
             Ok(())
         }
         Command::Audit { domain, format } => audit(service, domain.as_ref(), format).await,
+        Command::Token(command) => token(command, service).await,
         Command::Connector(command) => connector(command, service).await,
         Command::Zone(ZoneCommand::Export) => {
             print!("{}", zone::build(config, service).await?.to_master_file());
@@ -885,10 +931,56 @@ async fn connector(command: ConnectorCommand, service: &Signet) -> Result<()> {
     Ok(())
 }
 
+async fn token(command: TokenCommand, service: &Signet) -> Result<()> {
+    match command {
+        TokenCommand::Add {
+            name,
+            admin: _,
+            tenant,
+        } => {
+            let scope = tenant.map_or(TokenScope::Admin, TokenScope::Tenant);
+            let (token, secret) = service.add_token(&name, scope).await?;
+            // The token alone on standard output, for `TOKEN=$(signet token add …)`.
+            eprintln!(
+                "Token '{name}' ({}) created. It is shown only this once: keep it secret.",
+                token.scope
+            );
+            println!("{}", secret.expose());
+        }
+        TokenCommand::List { format } => {
+            let rows: Vec<Vec<String>> = service
+                .tokens()
+                .await?
+                .iter()
+                .map(|t| vec![t.name.to_string(), t.scope.to_string(), t.created.rfc3339()])
+                .collect();
+            print_rows(
+                &["Name", "Scope", "WhenCreated"],
+                &["name", "scope", "when_created"],
+                &rows,
+                format,
+            );
+        }
+        TokenCommand::Remove { name } => {
+            service.remove_token(&name).await?;
+            println!("Token '{name}' removed.");
+        }
+    }
+    Ok(())
+}
+
 async fn audit(service: &Signet, domain: Option<&DomainName>, format: TableFormat) -> Result<()> {
-    let rows: Vec<Vec<String>> = service
-        .audit(domain)
-        .await?
+    let entries = service.audit(domain).await?;
+    if let TableFormat::Json = format {
+        let objects: Vec<serde_json::Value> =
+            entries.iter().map(signet_app::view::audit_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&objects).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
         .into_iter()
         .map(|e| {
             vec![

@@ -5,155 +5,11 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value};
-use signet_app::{DkimView, Records};
-use signet_keys::{KeyZone, SigningConfig, SigningMode, Slot, Timestamp, record::txt_strings};
-
-/// One named value, with its PascalCase (list) and snake_case (JSON) names.
-pub struct Property {
-    pub pascal: &'static str,
-    pub snake: &'static str,
-    pub value: Value,
-}
-
-fn property(pascal: &'static str, snake: &'static str, value: impl Into<Value>) -> Property {
-    Property {
-        pascal,
-        snake,
-        value: value.into(),
-    }
-}
-
-fn time(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.rfc3339()))
-}
-
-/// The properties of `Get-DkimSigningConfig`, in its order, then signet's own.
-pub fn config_properties(view: &DkimView, zone: &KeyZone) -> Vec<Property> {
-    match view {
-        DkimView::Configured(config) => configured(config, zone),
-        DkimView::Unconfigured(domain) => vec![
-            property("Domain", "domain", domain.name.as_str()),
-            property("Tenant", "tenant", domain.tenant.as_str()),
-            property("Enabled", "enabled", false),
-            property("Status", "status", "NoDKIMKeys"),
-            property("Summary", "summary", "No DKIM keys saved for this domain"),
-        ],
-    }
-}
-
-#[allow(clippy::too_many_lines)] // a table of properties, in Exchange Online's order
-fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
-    let slot_key = |slot: Slot| c.slots.get(slot);
-    let cname = |slot: Slot| zone.record_name(&c.tenant, &c.domain, slot);
-    let size = |slot: Slot| slot_key(slot).map_or(0, |k| k.public.spec.bits());
-    let public = |slot: Slot| {
-        slot_key(slot).map_or(Value::Null, |k| {
-            Value::String(k.public.record().to_string())
-        })
-    };
-    let rotation = c.last_rotation.as_ref();
-    let (signing_domain, signing_selector) = match c.signing_mode() {
-        SigningMode::Custom { slot } => (Value::from(c.domain.as_str()), Value::from(slot.name())),
-        SigningMode::Default { slot } => {
-            let initial = zone
-                .initial_domain(&c.tenant)
-                .map(|d| d.to_string())
-                .unwrap_or_default();
-            (
-                Value::from(initial),
-                Value::from(KeyZone::default_selector(&c.domain, slot)),
-            )
-        }
-        SigningMode::Unsigned => (Value::Null, Value::Null),
-    };
-    vec![
-        property("Domain", "domain", c.domain.as_str()),
-        property("Tenant", "tenant", c.tenant.as_str()),
-        property("Enabled", "enabled", c.enabled),
-        property("Status", "status", c.status().to_string()),
-        property("Selector1CNAME", "selector1_cname", cname(Slot::Selector1)),
-        property("Selector2CNAME", "selector2_cname", cname(Slot::Selector2)),
-        property(
-            "Selector1KeySize",
-            "selector1_key_size",
-            size(Slot::Selector1),
-        ),
-        property(
-            "Selector2KeySize",
-            "selector2_key_size",
-            size(Slot::Selector2),
-        ),
-        property(
-            "Selector1PublicKey",
-            "selector1_public_key",
-            public(Slot::Selector1),
-        ),
-        property(
-            "Selector2PublicKey",
-            "selector2_public_key",
-            public(Slot::Selector2),
-        ),
-        property("Algorithm", "algorithm", c.algorithm.to_string()),
-        property(
-            "HeaderCanonicalization",
-            "header_canonicalization",
-            c.header_canonicalization.to_string(),
-        ),
-        property(
-            "BodyCanonicalization",
-            "body_canonicalization",
-            c.body_canonicalization.to_string(),
-        ),
-        property(
-            "IncludeSignatureCreationTime",
-            "include_signature_creation_time",
-            c.include_signature_creation_time,
-        ),
-        property(
-            "IncludeKeyExpiration",
-            "include_key_expiration",
-            c.include_key_expiration,
-        ),
-        property(
-            "KeyCreationTime",
-            "key_creation_time",
-            time(c.slots.signing().map(|(_, k)| k.created)),
-        ),
-        property(
-            "RotateOnDate",
-            "rotate_on_date",
-            time(rotation.map(|r| r.rotate_on)),
-        ),
-        property(
-            "SelectorBeforeRotateOnDate",
-            "selector_before_rotate_on_date",
-            rotation.map_or(Value::Null, |r| r.before.name().into()),
-        ),
-        property(
-            "SelectorAfterRotateOnDate",
-            "selector_after_rotate_on_date",
-            rotation.map_or(Value::Null, |r| r.after.name().into()),
-        ),
-        property(
-            "LastChecked",
-            "last_checked",
-            time(c.cname_check.as_ref().map(|k| k.at)),
-        ),
-        property("WhenCreated", "when_created", time(Some(c.created))),
-        property("WhenChanged", "when_changed", time(Some(c.changed))),
-        property(
-            "RotationInterval",
-            "rotation_interval",
-            c.rotation_interval
-                .map_or(Value::Null, |span| Value::String(span.to_string())),
-        ),
-        property("StatusDetail", "status_detail", c.status_detail(zone)),
-        property("SigningDomain", "signing_domain", signing_domain),
-        property("SigningSelector", "signing_selector", signing_selector),
-        property("Summary", "summary", c.summary()),
-    ]
-}
+use serde_json::Value;
+use signet_app::Records;
+pub use signet_app::view::{Property, config_properties};
+use signet_app::view::{config_json, records_json as records_value};
+use signet_keys::{KeyZone, record::txt_strings};
 
 /// A value as PowerShell prints it: `True`/`False`, empty for null.
 fn plain(value: &Value) -> String {
@@ -190,16 +46,7 @@ pub fn list(records: &[Vec<Property>]) -> String {
 
 /// JSON with snake_case names: an object for one record, an array for several.
 pub fn json(records: &[Vec<Property>], single: bool) -> String {
-    let objects: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            Value::Object(
-                r.iter()
-                    .map(|p| (p.snake.to_string(), p.value.clone()))
-                    .collect::<Map<_, _>>(),
-            )
-        })
-        .collect();
+    let objects: Vec<Value> = records.iter().map(|r| config_json(r)).collect();
     let value = match (single, objects.as_slice()) {
         (true, [one]) => one.clone(),
         _ => Value::Array(objects),
@@ -304,23 +151,20 @@ pub fn records_zone(records: &Records, ttl: u32) -> String {
 
 /// `signet records --format json`.
 pub fn records_json(records: &Records, ttl: u32) -> String {
-    let cnames: Vec<Value> = records
-        .cnames
-        .iter()
-        .map(|(name, target)| serde_json::json!({ "type": "CNAME", "name": name, "value": target, "ttl": ttl }))
-        .collect();
-    let txts: Vec<Value> = records
-        .txts
-        .iter()
-        .map(|(name, value)| serde_json::json!({ "type": "TXT", "name": name, "value": value, "ttl": ttl }))
-        .collect();
-    let value = serde_json::json!({ "domain": records.domain.as_str(), "customer": cnames, "key_zone": txts });
-    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&records_value(records, ttl)).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn property(pascal: &'static str, snake: &'static str, value: impl Into<Value>) -> Property {
+        Property {
+            pascal,
+            snake,
+            value: value.into(),
+        }
+    }
 
     #[test]
     fn lists_pad_names_like_format_list() {

@@ -20,6 +20,8 @@ use crate::config::Config;
 
 /// How often the zone serial is polled.
 const ZONE_POLL: Duration = Duration::from_millis(250);
+/// How long a stop waits for HTTP requests under way.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
 /// The longest pause between two scheduler passes.
 const MAX_SCHEDULER_PAUSE: Duration = Duration::from_mins(1);
 
@@ -41,18 +43,36 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         stop.clone(),
     ));
     let scheduler = tokio::spawn(schedule(config.clone(), Arc::clone(&service), stop.clone()));
+    let http = spawn_http(&config, &service, stop.clone()).await?;
     info!(
-        "ready: dns up on {}, relay up on {}, submission up on {}, delivery up, scheduler up (pass every {}s)",
+        "ready: dns up on {}, relay up on {}, submission up on {}, delivery up, scheduler up (pass every {}s), {}",
         config.dns.listen,
         config.smtp.relay_listen,
         config.smtp.submission_listen,
-        scheduler_pause(&config).as_secs()
+        scheduler_pause(&config).as_secs(),
+        config
+            .http
+            .listen
+            .map_or("http api off".to_string(), |addr| format!(
+                "http api up on {addr}"
+            ))
     );
 
     shutdown_signal().await;
     info!("stopping");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(refresher, scheduler);
+    if let Some(http) = http {
+        // Requests under way finish; a client that holds a connection open does not hold us.
+        match tokio::time::timeout(HTTP_DRAIN, http).await {
+            Ok(Ok(Err(e))) => error!("http: {e}"),
+            Err(_) => warn!(
+                "http: requests still open after {}s; stopping anyway",
+                HTTP_DRAIN.as_secs()
+            ),
+            _ => {}
+        }
+    }
     for task in gateway {
         let _ = task.await;
     }
@@ -85,6 +105,29 @@ fn os_reason(error: &std::io::Error) -> String {
         }
         _ => error.to_string(),
     }
+}
+
+/// Starts the HTTP API (`[http] listen`) over the same use-cases as the CLI; `None` when off.
+async fn spawn_http(
+    config: &Config,
+    service: &Arc<Signet>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let Some(listen) = config.http.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| cannot_listen("HTTP API listener", listen, &e.into()))?;
+    let state = signet_api::ApiState::new(Arc::clone(service), config.dns.ttl);
+    let router = signet_api::router(state);
+    let shutdown = async move {
+        let _ = stop.changed().await;
+    };
+    info!(%listen, "http: serving the API");
+    Ok(Some(tokio::spawn(signet_api::serve(
+        listener, router, shutdown,
+    ))))
 }
 
 fn scheduler_pause(config: &Config) -> Duration {

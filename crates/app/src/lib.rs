@@ -18,6 +18,8 @@ mod lifecycle;
 mod scheduler;
 mod signing;
 mod tenancy;
+mod tokens;
+pub mod view;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,12 +29,16 @@ use signet_keys::{
     DomainName, KeyId, KeySpec, KeyZone, MasterKey, PrivateKey, PublicKey, RotationPolicy,
     SigningConfig, Span, TenantName, Timestamp,
 };
-use signet_store::{AcceptedDomain, AuditEntry, Store, StoreError, Tx};
+use signet_store::{AcceptedDomain, Store, StoreError, Tx};
 
 pub use connectors::{Login, NewConnector, check_password, describe as describe_connector};
-pub use lifecycle::{DkimView, NewOptions, Records, SetOptions, ZoneContents};
+pub use lifecycle::{
+    ConfigPage, DkimView, MissingCnames, NewOptions, PageKey, Records, SelectorFinding, SetOptions,
+    ZoneContents,
+};
 pub use scheduler::TickReport;
 pub use signet_signer::SigningPolicy;
+pub use signet_store::{ApiToken, AuditEntry};
 pub use signing::SignOutcome;
 
 /// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.
@@ -90,7 +96,7 @@ pub enum AppError {
     Refused(String),
     /// Enabling was refused because the customer's CNAMEs are not in place.
     #[error("{0}")]
-    CnameMissing(String),
+    CnameMissing(Box<MissingCnames>),
     /// DNS could not answer now; trying again later may work.
     #[error("DNS lookup failed")]
     Temporary(#[from] LookupError),
@@ -119,13 +125,13 @@ pub type Result<T, E = AppError> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub struct Service<D, C> {
     store: Store,
-    master: MasterKey,
+    master: Arc<MasterKey>,
     dns: D,
     clock: C,
     settings: Settings,
     actor: String,
-    keys: KeyCache,
-    directory: directory::Directory,
+    keys: Arc<KeyCache>,
+    directory: Arc<directory::Directory>,
 }
 
 /// Private keys opened so far, by key id. A key id names one key for ever (a rotation makes a
@@ -175,14 +181,40 @@ impl<D: Dns, C: Clock> Service<D, C> {
     ) -> Self {
         Service {
             store,
-            master,
+            master: Arc::new(master),
             dns,
             clock,
             settings,
             actor: actor.into(),
-            keys: KeyCache::default(),
-            directory: directory::Directory::default(),
+            keys: Arc::default(),
+            directory: Arc::default(),
         }
+    }
+
+    /// The same service acting for someone else in the audit log (the HTTP API's
+    /// `token:NAME`). It shares the store, the key cache and the mail path's cache, so a change
+    /// made through it is seen by the gateway at once.
+    #[must_use]
+    pub fn acting_as(&self, actor: impl Into<String>) -> Self
+    where
+        D: Clone,
+        C: Clone,
+    {
+        Service {
+            store: self.store.clone(),
+            master: Arc::clone(&self.master),
+            dns: self.dns.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+            actor: actor.into(),
+            keys: Arc::clone(&self.keys),
+            directory: Arc::clone(&self.directory),
+        }
+    }
+
+    /// Who acts, as the audit log names it.
+    pub fn actor(&self) -> &str {
+        &self.actor
     }
 
     /// Commits a use-case's transaction; what the mail path had cached is read afresh.

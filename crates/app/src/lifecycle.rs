@@ -1,13 +1,13 @@
 //! The DKIM lifecycle: `New-`, `Get-`, `Set-`, `Rotate-` and `Remove-DkimSigningConfig`, plus
 //! key import, public export and the records a customer publishes.
 
-use std::fmt::Write as _;
+use std::fmt;
 
 use serde_json::json;
 use signet_keys::{
     Algorithm, Canonicalization, CnameCheck, CnameFinding, DomainKind, DomainName, KeySpec,
     MINIMUM_ROTATION_INTERVAL, PrivateKey, RotationRecord, RsaBits, SigningConfig, Slot, Slots,
-    Span, Status, customer_selector_name,
+    Span, Status, TenantName, customer_selector_name,
 };
 use signet_store::{AcceptedDomain, Tx};
 
@@ -43,6 +43,95 @@ pub struct SetOptions {
 pub enum DkimView {
     Configured(SigningConfig),
     Unconfigured(AcceptedDomain),
+}
+
+/// Enabling refused because the customer's CNAMEs are not in place: the records to publish and
+/// what the lookup found for each selector. Its text is the message the CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingCnames {
+    pub domain: DomainName,
+    pub selectors: Vec<SelectorFinding>,
+}
+
+/// One selector of a [`MissingCnames`]: the customer's name, the target it must point to, and
+/// what DNS had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectorFinding {
+    pub slot: Slot,
+    /// `selectorN._domainkey.<domain>`
+    pub name: String,
+    /// The CNAME's target in the key zone.
+    pub target: String,
+    pub found: CnameFinding,
+}
+
+impl SelectorFinding {
+    /// "no CNAME record found", "points to …", "points to X instead of Y".
+    pub fn describe(&self) -> String {
+        self.found.describe(&self.target)
+    }
+}
+
+impl fmt::Display for MissingCnames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CNAME record does not exist for this config. Please publish the following two CNAME records first.\nDomain Name : {}",
+            self.domain
+        )?;
+        for s in &self.selectors {
+            write!(
+                f,
+                "\nHost Name : {}._domainkey\nPoints to address or value: {}",
+                s.slot.name(),
+                s.target
+            )?;
+        }
+        f.write_str("\nIf you have already published the CNAME records, sync can take from a few minutes to several days depending on your DNS.")?;
+        let found: Vec<String> = self
+            .selectors
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.describe()))
+            .collect();
+        write!(f, "\nFound: {}", found.join("; "))
+    }
+}
+
+/// Where a page of configs ends: the next page starts after this tenant and domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageKey {
+    pub tenant: TenantName,
+    pub domain: DomainName,
+}
+
+/// One page of `Get-DkimSigningConfig`, with where the next starts (`None`: this is the last).
+#[derive(Debug, Clone)]
+pub struct ConfigPage {
+    pub views: Vec<DkimView>,
+    pub next: Option<PageKey>,
+}
+
+impl DkimView {
+    pub fn tenant(&self) -> &TenantName {
+        match self {
+            DkimView::Configured(config) => &config.tenant,
+            DkimView::Unconfigured(domain) => &domain.tenant,
+        }
+    }
+
+    pub fn domain(&self) -> &DomainName {
+        match self {
+            DkimView::Configured(config) => &config.domain,
+            DkimView::Unconfigured(domain) => &domain.name,
+        }
+    }
+
+    fn page_key(&self) -> PageKey {
+        PageKey {
+            tenant: self.tenant().clone(),
+            domain: self.domain().clone(),
+        }
+    }
 }
 
 /// What must be published for a domain: the customer's CNAMEs and signet's own TXT records.
@@ -120,6 +209,38 @@ impl<D: Dns, C: Clock> Service<D, C> {
             }
         }
         Ok(views)
+    }
+
+    /// At most `limit` configs (with accepted domains that have none, as [`Self::configs`]),
+    /// of one tenant or all, in the order of [`Self::configs`], starting after `after`.
+    pub async fn configs_page(
+        &self,
+        tenant: Option<&TenantName>,
+        after: Option<&PageKey>,
+        limit: u32,
+    ) -> Result<ConfigPage> {
+        let mut tx = self.store.begin().await?;
+        let domains = tx
+            .signing_domains(
+                tenant,
+                after.map(|k| (&k.tenant, &k.domain)),
+                limit.saturating_add(1),
+            )
+            .await?;
+        let mut views = Vec::with_capacity(domains.len());
+        let mut next = None;
+        for (index, accepted) in domains.into_iter().enumerate() {
+            if index == usize::try_from(limit).unwrap_or(usize::MAX) {
+                // One more than asked for exists: the page is full and another follows.
+                next = views.last().map(|view: &DkimView| view.page_key());
+                break;
+            }
+            views.push(match tx.config(&accepted.name).await? {
+                Some(config) => DkimView::Configured(config),
+                None => DkimView::Unconfigured(accepted),
+            });
+        }
+        Ok(ConfigPage { views, next })
     }
 
     /// One domain's config, or a clear error.
@@ -381,23 +502,19 @@ impl<D: Dns, C: Clock> Service<D, C> {
             return Ok(check);
         }
         let zone = &self.settings.zone;
-        let mut message = format!(
-            "CNAME record does not exist for this config. Please publish the following two CNAME records first.\nDomain Name : {}",
-            config.domain
-        );
-        for slot in Slot::BOTH {
-            let _ = write!(
-                message,
-                "\nHost Name : {}._domainkey\nPoints to address or value: {}",
-                slot.name(),
-                zone.record_name(&config.tenant, &config.domain, slot)
-            );
-        }
-        message.push_str("\nIf you have already published the CNAME records, sync can take from a few minutes to several days depending on your DNS.");
-        let mut with_check = config.clone();
-        with_check.cname_check = Some(check);
-        let _ = write!(message, "\nFound: {}", with_check.status_detail(zone));
-        Err(AppError::CnameMissing(message))
+        let selectors = Slot::BOTH
+            .iter()
+            .map(|slot| SelectorFinding {
+                slot: *slot,
+                name: customer_selector_name(&config.domain, *slot),
+                target: zone.record_name(&config.tenant, &config.domain, *slot),
+                found: check.finding(*slot).clone(),
+            })
+            .collect();
+        Err(AppError::CnameMissing(Box::new(MissingCnames {
+            domain: config.domain.clone(),
+            selectors,
+        })))
     }
 
     async fn existing_config(&self, tx: &mut Tx, domain: &DomainName) -> Result<SigningConfig> {
@@ -427,7 +544,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     }
 }
 
-fn refuse_routing(accepted: &AcceptedDomain) -> Result<()> {
+pub(crate) fn refuse_routing(accepted: &AcceptedDomain) -> Result<()> {
     if accepted.kind == DomainKind::Routing {
         return Err(AppError::Refused(format!(
             "{} is the routing domain of tenant '{}'; it exists for routing only and can never be DKIM-enabled",

@@ -108,6 +108,19 @@ impl<D: Dns, C: Clock> Service<D, C> {
                 names.join(", ")
             )));
         }
+        let tokens: Vec<String> = tx
+            .tokens()
+            .await?
+            .into_iter()
+            .filter(|t| t.scope.tenant() == Some(name))
+            .map(|t| t.name.to_string())
+            .collect();
+        if !tokens.is_empty() {
+            return Err(AppError::Refused(format!(
+                "tenant '{name}' still has API tokens: {}; remove them first (signet token remove NAME)",
+                tokens.join(", ")
+            )));
+        }
         for domain in &domains {
             tx.delete_config(&domain.name).await?;
             tx.delete_domain(&domain.name).await?;

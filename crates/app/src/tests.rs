@@ -880,3 +880,124 @@ async fn a_pass_that_changes_nothing_writes_no_audit_entry() {
     assert_eq!(entries.len(), after_first_check + 1);
     assert_eq!(entries.last().unwrap().action, "scheduler.tick");
 }
+
+#[tokio::test]
+async fn tokens_are_shown_once_and_see_their_tenant_only() {
+    use signet_keys::{TokenName, TokenScope};
+    let f = contoso().await;
+    let fabrikam: TenantName = "fabrikam".parse().unwrap();
+    f.service.add_tenant(&fabrikam).await.unwrap();
+    f.service
+        .add_domain(&fabrikam, &d("fabrikam.com"))
+        .await
+        .unwrap();
+    let name: TokenName = "ci".parse().unwrap();
+    let contoso_scope = TokenScope::Tenant("contoso".parse().unwrap());
+    let (token, secret) = f
+        .service
+        .add_token(&name, contoso_scope.clone())
+        .await
+        .unwrap();
+    let refused = f.service.add_token(&name, TokenScope::Admin).await;
+    assert!(matches!(refused, Err(AppError::Refused(_))));
+    let missing = f
+        .service
+        .add_token(
+            &"x".parse().unwrap(),
+            TokenScope::Tenant("nobody".parse().unwrap()),
+        )
+        .await;
+    assert!(matches!(missing, Err(AppError::NotFound(_))));
+
+    assert_eq!(
+        f.service.token_for(secret.expose()).await.unwrap(),
+        Some(token)
+    );
+    assert_eq!(f.service.token_for("wrong").await.unwrap(), None);
+    let audit = f.service.audit(None).await.unwrap();
+    let added = audit.iter().find(|e| e.action == "token.add").unwrap();
+    assert!(!added.detail.contains(secret.expose()));
+
+    // Another tenant's domain is exactly as absent as one nobody accepted.
+    let theirs = f
+        .service
+        .visible_domain(&contoso_scope, &d("fabrikam.com"))
+        .await
+        .unwrap_err();
+    let nobody = f
+        .service
+        .visible_domain(&contoso_scope, &d("nobody.example"))
+        .await
+        .unwrap_err();
+    assert!(matches!(theirs, AppError::NotFound(_)));
+    assert_eq!(
+        theirs.to_string().replace("fabrikam.com", "X"),
+        nobody.to_string().replace("nobody.example", "X")
+    );
+    assert!(
+        f.service
+            .visible_domain(&TokenScope::Admin, &d("fabrikam.com"))
+            .await
+            .is_ok()
+    );
+    let page = f
+        .service
+        .visible_configs(&contoso_scope, None, 10)
+        .await
+        .unwrap();
+    let names: Vec<String> = page.views.iter().map(|v| v.domain().to_string()).collect();
+    assert_eq!(names, ["contoso.com", "contoso.dkim.example.net"]);
+    let entries = f.service.visible_audit(&contoso_scope, None).await.unwrap();
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| {
+        e.domain
+            .as_deref()
+            .is_some_and(|d| d.starts_with("contoso."))
+    }));
+
+    // A tenant with tokens stays until they are removed.
+    let kept = f.service.remove_tenant(&"contoso".parse().unwrap()).await;
+    assert!(matches!(kept, Err(AppError::Refused(_))));
+    f.service.remove_token(&name).await.unwrap();
+    assert!(matches!(
+        f.service.remove_token(&name).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert_eq!(f.service.token_for(secret.expose()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn configs_come_page_by_page() {
+    let f = contoso().await;
+    for name in ["a.example", "b.example"] {
+        f.service
+            .add_domain(&"contoso".parse().unwrap(), &d(name))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f
+            .service
+            .configs_page(None, after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.views.len() <= 2);
+        seen.extend(page.views.iter().map(|v| v.domain().to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let all: Vec<String> = f
+        .service
+        .configs(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.domain().to_string())
+        .collect();
+    assert_eq!(seen, all);
+    assert_eq!(seen.len(), 4);
+}

@@ -21,6 +21,7 @@ pub mod record;
 pub mod rotation;
 pub mod spec;
 pub mod time;
+pub mod token;
 
 pub use config::{
     CnameCheck, CnameFinding, DomainKind, KeyZone, RotationRecord, SigningConfig, SigningMode,
@@ -36,6 +37,7 @@ pub use rotation::{
 };
 pub use spec::{Algorithm, Canonicalization, KeySpec, RsaBits, Slot};
 pub use time::{Span, Timestamp};
+pub use token::{TokenDigest, TokenName, TokenScope, TokenSecret};
 
 /// Everything that can be wrong with a name, a key, a record or a request to the core.
 #[derive(Debug, thiserror::Error)]

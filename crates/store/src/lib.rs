@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use signet_keys::{
     CnameCheck, DomainKind, DomainName, IpNetwork, KeyId, PublicKey, SigningConfig, Slot, SlotKey,
-    Slots, TenantName, Timestamp,
+    Slots, TenantName, Timestamp, TokenDigest, TokenName, TokenScope,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, Sqlite, SqlitePool};
@@ -91,6 +91,15 @@ pub struct Connector {
     pub tenant: TenantName,
     pub name: String,
     pub kind: ConnectorKind,
+    pub created: Timestamp,
+}
+
+/// An HTTP API token: its name, what it may see, and the digest of its text (never the text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: TokenName,
+    pub scope: TokenScope,
+    pub digest: TokenDigest,
     pub created: Timestamp,
 }
 
@@ -291,6 +300,29 @@ impl Tx {
         rows.iter().map(domain_from_row).collect()
     }
 
+    /// At most `limit` initial and custom domains (those that can have a signing config), of one
+    /// tenant or of all, ordered by tenant then name, starting after `after` (a page's last).
+    pub async fn signing_domains(
+        &mut self,
+        tenant: Option<&TenantName>,
+        after: Option<(&TenantName, &DomainName)>,
+        limit: u32,
+    ) -> Result<Vec<AcceptedDomain>> {
+        let rows = sqlx::query(
+            "SELECT name, tenant, kind, created FROM domains
+             WHERE kind <> 'Routing' AND ($1 IS NULL OR tenant = $1)
+               AND ($2 IS NULL OR (tenant, name) > ($2, $3))
+             ORDER BY tenant, name LIMIT $4",
+        )
+        .bind(tenant.map(TenantName::as_str))
+        .bind(after.map(|(t, _)| t.as_str()))
+        .bind(after.map(|(_, d)| d.as_str()))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(domain_from_row).collect()
+    }
+
     pub async fn delete_domain(&mut self, name: &DomainName) -> Result<bool> {
         let done = sqlx::query("DELETE FROM domains WHERE name = $1")
             .bind(name.as_str())
@@ -465,6 +497,38 @@ impl Tx {
         let done = sqlx::query("DELETE FROM connectors WHERE tenant = $1 AND name = $2")
             .bind(tenant.as_str())
             .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // ---- API tokens ----
+
+    pub async fn insert_token(&mut self, token: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (name, tenant, digest, created) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.name.as_str())
+        .bind(token.scope.tenant().map(TenantName::as_str))
+        .bind(&token.digest.as_bytes()[..])
+        .bind(token.created.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Every token, ordered by name.
+    pub async fn tokens(&mut self) -> Result<Vec<ApiToken>> {
+        let rows =
+            sqlx::query("SELECT name, tenant, digest, created FROM api_tokens ORDER BY name")
+                .fetch_all(&mut *self.tx)
+                .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    pub async fn delete_token(&mut self, name: &TokenName) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
+            .bind(name.as_str())
             .execute(&mut *self.tx)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -771,6 +835,22 @@ fn connector_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Connector> {
         name: r.get(1),
         kind,
         created: Timestamp::from_unix(r.get(5)),
+    })
+}
+
+fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
+    let name: String = r.get(0);
+    let scope = match r.get::<Option<String>, _>(1) {
+        None => TokenScope::Admin,
+        Some(tenant) => TokenScope::Tenant(parse(&tenant)?),
+    };
+    let digest = TokenDigest::from_bytes(&r.get::<Vec<u8>, _>(2))
+        .ok_or_else(|| StoreError::Corrupt(format!("token '{name}': a digest is 32 bytes")))?;
+    Ok(ApiToken {
+        name: parse(&name)?,
+        scope,
+        digest,
+        created: Timestamp::from_unix(r.get(3)),
     })
 }
 

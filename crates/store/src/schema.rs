@@ -81,7 +81,21 @@ CREATE TABLE connectors (
     CHECK ((networks IS NULL) <> (username IS NULL))
 );
 ",
+    API_TOKENS,
 ];
+
+/// The HTTP API's bearer tokens (issue 10). Its own step, so that other migrations merge beside
+/// it: only the SHA-256 digest of a token is kept, never the token.
+const API_TOKENS: &str = r"
+CREATE TABLE api_tokens (
+    name    TEXT PRIMARY KEY,
+    tenant  TEXT REFERENCES tenants (name), -- NULL: an admin token
+    digest  BLOB NOT NULL UNIQUE,           -- SHA-256 of the token text
+    created INTEGER NOT NULL
+);
+-- the API lists configs page by page in this order
+CREATE INDEX domains_by_tenant ON domains (tenant, name);
+";
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")

@@ -339,3 +339,63 @@ async fn connectors_round_trip_and_usernames_are_unique() {
     assert!(tx.delete_connector(&tenant, "office").await.unwrap());
     assert!(!tx.delete_connector(&tenant, "office").await.unwrap());
 }
+
+#[tokio::test]
+async fn tokens_keep_only_a_digest() {
+    let (_dir, store) = fresh().await;
+    with_domain(&store, "contoso.com").await;
+    let (_secret, digest) = signet_keys::TokenSecret::generate();
+    let token = ApiToken {
+        name: "ci".parse().unwrap(),
+        scope: TokenScope::Tenant("contoso".parse().unwrap()),
+        digest,
+        created: t(5),
+    };
+    let admin = ApiToken {
+        name: "admin".parse().unwrap(),
+        scope: TokenScope::Admin,
+        digest: TokenDigest::of("another"),
+        created: t(6),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_token(&token).await.unwrap();
+    tx.insert_token(&admin).await.unwrap();
+    assert!(tx.insert_token(&admin).await.is_err(), "names are unique");
+    assert_eq!(
+        tx.tokens().await.unwrap(),
+        vec![admin.clone(), token.clone()]
+    );
+    assert!(tx.delete_token(&admin.name).await.unwrap());
+    assert!(!tx.delete_token(&admin.name).await.unwrap());
+    assert_eq!(tx.tokens().await.unwrap(), vec![token]);
+}
+
+#[tokio::test]
+async fn signing_domains_come_page_by_page() {
+    let (_dir, store) = fresh().await;
+    for d in ["a.example", "b.example", "c.example"] {
+        with_domain(&store, d).await;
+    }
+    let mut tx = store.begin().await.unwrap();
+    let contoso: TenantName = "contoso".parse().unwrap();
+    let names = |page: Vec<AcceptedDomain>| {
+        page.into_iter()
+            .map(|d| d.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = tx.signing_domains(None, None, 2).await.unwrap();
+    assert_eq!(names(first.clone()), ["a.example", "b.example"]);
+    let last = first.last().unwrap();
+    let second = tx
+        .signing_domains(Some(&contoso), Some((&last.tenant, &last.name)), 2)
+        .await
+        .unwrap();
+    assert_eq!(names(second), ["c.example"]);
+    let other: TenantName = "fabrikam".parse().unwrap();
+    assert!(
+        tx.signing_domains(Some(&other), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -131,6 +131,12 @@ pub struct Knot {
 impl Knot {
     /// Knot as the primary of the given zones.
     pub fn start(zones: &[(&str, String)]) -> Knot {
+        Self::start_on(free_port(), zones)
+    }
+
+    /// As [`Knot::start`], on `port` (e.g. the port of a Knot just dropped, so that a running
+    /// signet's resolver setting now reaches different zones).
+    pub fn start_on(port: u16, zones: &[(&str, String)]) -> Knot {
         let dir = tempfile::tempdir().unwrap();
         let mut zone_list = String::new();
         for (name, text) in zones {
@@ -139,7 +145,7 @@ impl Knot {
         }
         Self::spawn(
             dir,
-            free_port(),
+            port,
             "",
             "    zonefile-load: whole\n",
             &zone_list,
@@ -379,11 +385,11 @@ impl Signet {
     }
 }
 
-/// Free ports for the relay and submission listeners unless `extra` names them, so that tests
-/// running side by side never fight over the defaults (2525, 2587).
+/// Free ports for the relay, submission and HTTP listeners unless `extra` names them, so that
+/// tests running side by side never fight over the defaults (2525, 2587, 8080).
 fn gateway_ports(extra: &[&str]) -> Vec<String> {
     let mut ports = Vec::new();
-    for flag in ["--relay-listen", "--submission-listen"] {
+    for flag in ["--relay-listen", "--submission-listen", "--http-listen"] {
         if !extra.contains(&flag) {
             ports.push(flag.to_string());
             ports.push(format!("127.0.0.1:{}", free_port()));

@@ -1,0 +1,58 @@
+//! `Authorization: Bearer TOKEN`: who calls, and what they may see.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use signet_app::{ApiToken, Clock, Dns, Service};
+use signet_keys::TokenScope;
+
+use crate::{ApiError, ApiState};
+
+/// The token a request was made with. As an extractor it answers 401 to a request without a
+/// known token, before anything else is looked at.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    token: ApiToken,
+}
+
+impl Caller {
+    pub(crate) fn scope(&self) -> &TokenScope {
+        &self.token.scope
+    }
+
+    /// The use-cases acting for this token: the audit log names it `token:NAME`.
+    pub(crate) fn service<D: Dns + Clone, C: Clock + Clone>(
+        &self,
+        state: &ApiState<D, C>,
+    ) -> Service<D, C> {
+        state
+            .service
+            .acting_as(format!("token:{}", self.token.name))
+    }
+}
+
+impl<D: Dns, C: Clock> FromRequestParts<ApiState<D, C>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState<D, C>,
+    ) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer TOKEN"))?;
+        let presented = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not Bearer TOKEN")
+            })?;
+        match state.service.token_for(presented).await? {
+            Some(token) => Ok(Caller { token }),
+            None => Err(ApiError::unauthorized("the token is not known")),
+        }
+    }
+}

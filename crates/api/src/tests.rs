@@ -1,0 +1,514 @@
+//! The router driven without sockets (`oneshot`), over a real SQLite store with DNS and time
+//! faked. Every response of the suite goes through [`Fixture::call`], which fails the test if a
+//! body holds private key material.
+
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use signet_app::{Clock, Dns, LookupError, Service, Settings};
+use signet_keys::{KeyZone, MasterKey, RotationPolicy, Span, Timestamp, TokenScope};
+use tower::ServiceExt as _;
+
+use super::*;
+
+/// Customer DNS as a table, shared by the clones the API makes per request.
+#[derive(Clone, Default)]
+struct FakeDns {
+    cnames: Arc<Mutex<HashMap<String, String>>>,
+    down: Arc<Mutex<bool>>,
+}
+
+impl Dns for FakeDns {
+    async fn cname(&self, name: &str) -> Result<Option<String>, LookupError> {
+        if *self.down.lock().unwrap() {
+            return Err(LookupError("timed out".into()));
+        }
+        Ok(self.cnames.lock().unwrap().get(name).cloned())
+    }
+
+    async fn txt(&self, _name: &str) -> Result<Vec<String>, LookupError> {
+        Ok(Vec::new())
+    }
+}
+
+#[derive(Clone)]
+struct FakeClock(Arc<AtomicI64>);
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix(self.0.load(Ordering::SeqCst))
+    }
+}
+
+type TestService = Service<FakeDns, FakeClock>;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    service: Arc<TestService>,
+    dns: FakeDns,
+    router: axum::Router,
+    admin: String,
+    contoso: String,
+    /// Every private key seen so far (sealed and open, base64): none may appear in a body.
+    secrets: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// A request's answer: status, `Retry-After`, JSON body.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Fixture {
+    /// Tenants contoso (contoso.com) and fabrikam (fabrikam.com); an admin token and a token
+    /// of tenant contoso.
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = signet_store::Store::create(&dir.path().join("signet.db"))
+            .await
+            .unwrap();
+        let settings = Settings {
+            zone: KeyZone::new("dkim.example.net".parse().unwrap()),
+            rotation: RotationPolicy {
+                delay: Span::hours(96),
+                retention: Span::days(7),
+            },
+            check_interval: Span::hours(1),
+            rotation_interval: None,
+        };
+        let dns = FakeDns::default();
+        let service = Arc::new(Service::new(
+            store,
+            MasterKey::generate().unwrap(),
+            dns.clone(),
+            FakeClock(Arc::new(AtomicI64::new(1_800_000_000))),
+            settings,
+            "cli:test",
+        ));
+        for (tenant, domain) in [("contoso", "contoso.com"), ("fabrikam", "fabrikam.com")] {
+            let tenant = tenant.parse().unwrap();
+            service.add_tenant(&tenant).await.unwrap();
+            service
+                .add_domain(&tenant, &domain.parse().unwrap())
+                .await
+                .unwrap();
+        }
+        let (_, admin) = service
+            .add_token(&"root".parse().unwrap(), TokenScope::Admin)
+            .await
+            .unwrap();
+        let (_, contoso) = service
+            .add_token(
+                &"contoso-ci".parse().unwrap(),
+                TokenScope::Tenant("contoso".parse().unwrap()),
+            )
+            .await
+            .unwrap();
+        let router = router(ApiState::new(Arc::clone(&service), 3600));
+        Fixture {
+            _dir: dir,
+            service,
+            dns,
+            router,
+            admin: admin.expose().to_string(),
+            contoso: contoso.expose().to_string(),
+            secrets: Mutex::default(),
+        }
+    }
+
+    fn publish_cnames(&self, domain: &str, tenant: &str) {
+        for n in [1, 2] {
+            self.dns.cnames.lock().unwrap().insert(
+                format!("selector{n}._domainkey.{domain}"),
+                format!(
+                    "selector{n}-{}._domainkey.{tenant}.dkim.example.net",
+                    domain.replace('.', "-")
+                ),
+            );
+        }
+    }
+
+    /// One request; `token` None sends no Authorization header.
+    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        self.assert_no_key_material(&text).await;
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {uri}: not JSON ({e}): {text}"));
+        Answer {
+            status,
+            retry_after,
+            body,
+        }
+    }
+
+    /// No private key, sealed or open, in any form the store or the keys could give it.
+    async fn assert_no_key_material(&self, text: &str) {
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        // Keys rotated in since the last call join the list (unless the store is closed).
+        if let Ok(mut tx) = self.service.store().begin().await {
+            for config in tx.configs().await.unwrap() {
+                for (_, key) in config.slots.iter() {
+                    let sealed = tx.sealed_key(&key.id).await.unwrap().unwrap();
+                    let der = self.service.private_key(&key.id).await.unwrap();
+                    let mut secrets = self.secrets.lock().unwrap();
+                    secrets.insert(STANDARD.encode(&sealed));
+                    secrets.insert(STANDARD.encode(der.pkcs8_der().unwrap().expose()));
+                }
+            }
+        }
+        for secret in self.secrets.lock().unwrap().iter() {
+            // A 40-character run is far too long to occur by chance. The start of a PKCS#8 key
+            // is its (shared) structure, so a run from the middle (the key's own bytes) too.
+            let middle = secret.len() / 2;
+            for run in [&secret[..40], &secret[middle..middle + 40]] {
+                assert!(!text.contains(run), "key material in {text}");
+            }
+        }
+        assert!(!self.secrets.lock().unwrap().is_empty());
+    }
+}
+
+fn message(answer: &Answer) -> &str {
+    answer.body["error"]["message"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn health_needs_no_token_and_readiness_follows_the_store() {
+    let f = Fixture::new().await;
+    let health = f.call("GET", "/healthz", None, "").await;
+    assert_eq!(
+        (health.status, &health.body),
+        (StatusCode::OK, &json!({"status": "ok"}))
+    );
+    assert_eq!(
+        f.call("GET", "/readyz", None, "").await.status,
+        StatusCode::OK
+    );
+    f.service.store().close().await;
+    let down = f.call("GET", "/readyz", None, "").await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.body["error"]["code"], "not_ready");
+}
+
+/// Every endpoint with a token refuses no token, a wrong token, and hides another tenant's
+/// domain exactly as an absent one.
+#[tokio::test]
+async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
+    let f = Fixture::new().await;
+    let endpoints = [
+        ("GET", "/api/v1/dkim/{d}", ""),
+        ("PATCH", "/api/v1/dkim/{d}", r#"{"Enabled": false}"#),
+        ("POST", "/api/v1/dkim/{d}/rotate", ""),
+        ("GET", "/api/v1/records/{d}", ""),
+        ("GET", "/api/v1/audit?domain={d}", ""),
+    ];
+    for (method, path, body) in endpoints {
+        let uri = path.replace("{d}", "fabrikam.com");
+        for token in [None, Some("not-a-token")] {
+            let answer = f.call(method, &uri, token, body).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_eq!(answer.body["error"]["code"], "unauthorized");
+        }
+        let theirs = f.call(method, &uri, Some(&f.contoso), body).await;
+        let absent = f
+            .call(
+                method,
+                &path.replace("{d}", "nobody.example"),
+                Some(&f.contoso),
+                body,
+            )
+            .await;
+        assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(
+            message(&theirs).replace("fabrikam.com", "D"),
+            message(&absent).replace("nobody.example", "D"),
+            "{method} {uri}: another tenant's domain must look absent"
+        );
+        let bad = f
+            .call(
+                method,
+                &path.replace("{d}", "not_a..domain"),
+                Some(&f.admin),
+                body,
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert!(message(&bad).starts_with("domain: "), "{}", message(&bad));
+    }
+    for (method, uri) in [("GET", "/api/v1/dkim")] {
+        assert_eq!(
+            f.call(method, uri, None, "").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let unknown = f.call("GET", "/api/v1/nothing", Some(&f.admin), "").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let delete = f
+        .call("DELETE", "/api/v1/dkim/contoso.com", Some(&f.admin), "")
+        .await;
+    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(delete.body["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn get_shows_the_cli_json_and_lists_page_by_page() {
+    let f = Fixture::new().await;
+    let one = f
+        .call("GET", "/api/v1/dkim/contoso.com", Some(&f.contoso), "")
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    let view = signet_app::DkimView::Configured(
+        f.service
+            .config(&"contoso.com".parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    let cli = signet_app::view::config_json(&signet_app::view::config_properties(
+        &view,
+        &f.service.settings().zone,
+    ));
+    assert_eq!(
+        one.body, cli,
+        "the same JSON as signet dkim get --format json"
+    );
+    assert_eq!(one.body["status"], "CnameMissing");
+    assert!(
+        one.body["selector1_public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=")
+    );
+
+    // The admin sees both tenants' four configs, two at a time.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/dkim?limit=2".to_string();
+    loop {
+        let page = f.call("GET", &uri, Some(&f.admin), "").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let configs = page.body["configs"].as_array().unwrap();
+        assert!(configs.len() <= 2);
+        seen.extend(
+            configs
+                .iter()
+                .map(|c| c["domain"].as_str().unwrap().to_string()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => uri = format!("/api/v1/dkim?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "contoso.com",
+            "contoso.dkim.example.net",
+            "fabrikam.com",
+            "fabrikam.dkim.example.net"
+        ]
+    );
+    let own = f.call("GET", "/api/v1/dkim", Some(&f.contoso), "").await;
+    let domains: Vec<&str> = own.body["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(domains, ["contoso.com", "contoso.dkim.example.net"]);
+    assert_eq!(own.body["next_cursor"], Value::Null);
+
+    for (query, field) in [
+        ("limit=0", "limit: "),
+        ("limit=x", "limit: "),
+        ("cursor=@@", "cursor: "),
+    ] {
+        let bad = f
+            .call("GET", &format!("/api/v1/dkim?{query}"), Some(&f.admin), "")
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(message(&bad).starts_with(field), "{}", message(&bad));
+    }
+}
+
+#[tokio::test]
+async fn enabling_waits_for_the_cnames_and_is_audited_as_the_token() {
+    let f = Fixture::new().await;
+    let uri = "/api/v1/dkim/contoso.com";
+    let refused = f
+        .call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert_eq!(refused.body["error"]["code"], "cname_missing");
+    assert!(message(&refused).starts_with("CNAME record does not exist for this config."));
+    assert_eq!(
+        refused.body["error"]["records"][1],
+        json!({
+            "type": "CNAME",
+            "name": "selector2._domainkey.contoso.com",
+            "value": "selector2-contoso-com._domainkey.contoso.dkim.example.net"
+        })
+    );
+    assert_eq!(
+        refused.body["error"]["found"][0]["found"],
+        "no CNAME record found"
+    );
+
+    *f.dns.down.lock().unwrap() = true;
+    let later = f
+        .call("PATCH", uri, Some(&f.contoso), r#"{"Enabled": true}"#)
+        .await;
+    assert_eq!(later.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(later.retry_after.as_deref(), Some("30"));
+    *f.dns.down.lock().unwrap() = false;
+
+    f.publish_cnames("contoso.com", "contoso");
+    let body =
+        r#"{"Enabled": true, "header_canonicalization": "Simple", "IncludeKeyExpiration": true}"#;
+    let enabled = f.call("PATCH", uri, Some(&f.contoso), body).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    assert_eq!(enabled.body["enabled"], true);
+    assert_eq!(enabled.body["status"], "Valid");
+    assert_eq!(enabled.body["header_canonicalization"], "Simple");
+    assert_eq!(enabled.body["include_key_expiration"], true);
+
+    for (body, field) in [
+        (r#"{"Enabled": "yes"}"#, "Enabled: "),
+        (r#"{"BodyCanonicalization": 3}"#, "BodyCanonicalization: "),
+        (r#"{"Status": "Valid"}"#, "Status: "),
+        ("{}", "body: "),
+        ("not json", "body: "),
+    ] {
+        let bad = f.call("PATCH", uri, Some(&f.contoso), body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(message(&bad).starts_with(field), "{}", message(&bad));
+    }
+    let huge = format!(r#"{{"Enabled": true, "x": "{}"}}"#, "a".repeat(BODY_LIMIT));
+    let too_large = f.call("PATCH", uri, Some(&f.contoso), &huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let audit = f
+        .call(
+            "GET",
+            "/api/v1/audit?domain=contoso.com",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(audit.status, StatusCode::OK);
+    let last = audit.body.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["who"], "token:contoso-ci");
+    assert_eq!(last["what"], "dkim.set");
+    assert_eq!(last["detail"]["after"]["enabled"], true);
+    let bad = f
+        .call("GET", "/api/v1/audit?domain=..", Some(&f.contoso), "")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // Without a domain, a tenant sees its own domains' entries only; the admin sees all.
+    let own = f.call("GET", "/api/v1/audit", Some(&f.contoso), "").await;
+    assert!(
+        own.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| { e["domain"].as_str().unwrap().starts_with("contoso.") })
+    );
+    let all = f.call("GET", "/api/v1/audit", Some(&f.admin), "").await;
+    assert!(
+        all.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["what"] == "token.add")
+    );
+}
+
+#[tokio::test]
+async fn rotation_answers_with_the_rotate_on_date() {
+    let f = Fixture::new().await;
+    let uri = "/api/v1/dkim/contoso.com/rotate";
+    let disabled = f.call("POST", uri, Some(&f.contoso), "").await;
+    assert_eq!(
+        disabled.status,
+        StatusCode::CONFLICT,
+        "only an enabled config rotates"
+    );
+    f.publish_cnames("contoso.com", "contoso");
+    f.call(
+        "PATCH",
+        "/api/v1/dkim/contoso.com",
+        Some(&f.contoso),
+        r#"{"enabled": true}"#,
+    )
+    .await;
+
+    let bad = f
+        .call("POST", uri, Some(&f.contoso), r#"{"KeySize": 512}"#)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(message(&bad).starts_with("KeySize: "), "{}", message(&bad));
+
+    let rotated = f
+        .call("POST", uri, Some(&f.contoso), r#"{"KeySize": 1024}"#)
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    // 1_800_000_000 + 96 h
+    assert_eq!(rotated.body["rotate_on_date"], "2027-01-19T08:00:00Z");
+    assert_eq!(rotated.body["selector2_key_size"], 1024);
+    assert_eq!(rotated.body["selector_after_rotate_on_date"], "selector2");
+
+    let again = f.call("POST", uri, Some(&f.contoso), "").await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.body["error"]["code"], "refused");
+    assert!(
+        message(&again).contains("already in progress"),
+        "{}",
+        message(&again)
+    );
+}
+
+#[tokio::test]
+async fn records_are_the_cli_json() {
+    let f = Fixture::new().await;
+    let answer = f
+        .call("GET", "/api/v1/records/contoso.com", Some(&f.contoso), "")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let records = f
+        .service
+        .records(&"contoso.com".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(answer.body, signet_app::view::records_json(&records, 3600));
+    assert_eq!(
+        answer.body["customer"][0]["name"],
+        "selector1._domainkey.contoso.com"
+    );
+    assert_eq!(answer.body["key_zone"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,215 @@
+//! The HTTP API over real HTTP against `signet serve` (curl as the client): a token made with the
+//! CLI, the same config JSON as `signet dkim get --format json`, enabling refused with the CNAMEs
+//! to publish until a real DNS server (Knot) serves them, a rotation, and the audit naming the
+//! token.
+
+#![allow(clippy::too_many_lines)] // the scenario reads top to bottom, step by step
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::{Knot, Signet, customer_zone, free_port};
+
+const ZONE: &str = "dkim.example.net";
+
+/// One request with curl: (status, JSON body). `token` None sends no Authorization header.
+fn http(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let mut curl = Command::new("curl");
+    curl.args(["--silent", "--show-error", "--max-time", "30", "-X", method])
+        .args([
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ]);
+    if let Some(token) = token {
+        curl.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    if !body.is_empty() {
+        curl.args(["--data-binary", body]);
+    }
+    let out = curl
+        .arg(url)
+        .output()
+        .expect("curl is not installed: run .ci/setup (Debian package curl)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert!(!body.contains("PRIVATE KEY"), "{body}");
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    (status.parse().unwrap(), json)
+}
+
+fn cname(n: u8) -> (String, String) {
+    (
+        format!("selector{n}._domainkey"),
+        format!("selector{n}-contoso-com._domainkey.contoso.{ZONE}."),
+    )
+}
+
+#[test]
+fn the_api_enables_once_the_cnames_are_served_and_rotates() {
+    let customer = Knot::start(&[("contoso.com", customer_zone("contoso.com", &[]))]);
+    let signet = Signet::new();
+    signet
+        .run(&[
+            "init",
+            "--key-zone",
+            ZONE,
+            "--resolver",
+            &customer.address(),
+        ])
+        .ok();
+    signet.run(&["tenant", "add", "contoso"]).ok();
+    signet
+        .run(&["domain", "add", "contoso", "contoso.com"])
+        .ok();
+    let made = signet.run(&["token", "add", "ops", "--tenant", "contoso"]);
+    let token = made.ok().trim().to_string();
+    assert_eq!(token.len(), 43, "32 bytes in base64url: {token}");
+    assert!(
+        made.stderr.contains("shown only this once"),
+        "{}",
+        made.stderr
+    );
+    let list = signet.run(&["token", "list"]).ok().to_string();
+    assert!(
+        list.contains("ops") && list.contains("tenant:contoso"),
+        "{list}"
+    );
+    assert!(!list.contains(&token), "the token is never shown again");
+    assert!(
+        !std::fs::read(signet.data_dir().join("signet.db"))
+            .unwrap()
+            .windows(token.len())
+            .any(|w| w == token.as_bytes())
+    );
+
+    let http_port = free_port();
+    let listen = format!("127.0.0.1:{http_port}");
+    let server = signet.serve_with(free_port(), ZONE, &["--http-listen", &listen]);
+    support::wait_for(std::time::Duration::from_secs(10), "the ready line", || {
+        server
+            .log_text()
+            .contains(&format!("http api up on {listen}"))
+    });
+    let base = format!("http://{listen}");
+    let config = format!("{base}/api/v1/dkim/contoso.com");
+
+    assert_eq!(http("GET", &format!("{base}/healthz"), None, "").0, 200);
+    assert_eq!(http("GET", &format!("{base}/readyz"), None, "").0, 200);
+    let (status, body) = http("GET", &config, None, "");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &Value::from("unauthorized"))
+    );
+    let (status, shown) = http("GET", &config, Some(&token), "");
+    assert_eq!(status, 200);
+    let cli: Value = serde_json::from_str(
+        signet
+            .run(&["dkim", "get", "contoso.com", "--format", "json"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(shown, cli, "the API and the CLI show the same JSON");
+
+    // Enabling while the customer's zone has no CNAMEs: 409 with what to publish.
+    let (status, refused) = http("PATCH", &config, Some(&token), r#"{"Enabled": true}"#);
+    assert_eq!(status, 409, "{refused}");
+    let error = &refused["error"];
+    assert_eq!(error["code"], "cname_missing");
+    for (index, n) in [1u8, 2].iter().enumerate() {
+        let (name, target) = cname(*n);
+        assert_eq!(
+            error["records"][index]["name"],
+            format!("{name}.contoso.com")
+        );
+        assert_eq!(
+            error["records"][index]["value"],
+            target.trim_end_matches('.')
+        );
+        assert_eq!(error["found"][index]["found"], "no CNAME record found");
+    }
+
+    // The customer publishes them (the same port, so signet's resolver setting reaches them).
+    let port = customer.port;
+    drop(customer);
+    let records: Vec<(String, String)> = [1, 2].into_iter().map(cname).collect();
+    let rows: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|(name, target)| (name.as_str(), "CNAME", target.as_str()))
+        .collect();
+    let _customer = Knot::start_on(
+        port,
+        &[("contoso.com", customer_zone("contoso.com", &rows))],
+    );
+    let (status, enabled) = http("PATCH", &config, Some(&token), r#"{"Enabled": true}"#);
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["enabled"], true);
+    assert_eq!(enabled["status"], "Valid");
+
+    let (status, rotated) = http("POST", &format!("{config}/rotate"), Some(&token), "");
+    assert_eq!(status, 200, "{rotated}");
+    assert!(
+        rotated["rotate_on_date"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('Z')),
+        "{rotated}"
+    );
+    assert_eq!(rotated["selector_after_rotate_on_date"], "selector2");
+
+    let audit: Value = serde_json::from_str(
+        signet
+            .run(&["audit", "--domain", "contoso.com", "--format", "json"])
+            .ok(),
+    )
+    .unwrap();
+    let last = audit.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["who"], &last["what"]),
+        (&Value::from("token:ops"), &Value::from("dkim.rotate"))
+    );
+
+    signet.run(&["token", "remove", "ops"]).ok();
+    assert_eq!(
+        http("GET", &config, Some(&token), "").0,
+        401,
+        "a removed token is refused"
+    );
+    assert_eq!(server.stop(), Some(0));
+}
+
+#[test]
+fn tokens_need_one_scope_and_an_existing_tenant() {
+    let signet = Signet::new();
+    signet.run(&["init", "--key-zone", ZONE]).ok();
+    signet.run(&["tenant", "add", "contoso"]).ok();
+    for args in [
+        &["token", "add", "x"][..],
+        &["token", "add", "x", "--admin", "--tenant", "contoso"],
+        &["token", "add", "a b", "--admin"],
+    ] {
+        assert_eq!(signet.run(args).code, 2, "{args:?}");
+    }
+    signet
+        .run(&["token", "add", "x", "--tenant", "nobody"])
+        .refused("tenant 'nobody' does not exist");
+    signet.run(&["token", "add", "x", "--admin"]).ok();
+    signet
+        .run(&["token", "add", "x", "--admin"])
+        .refused("already exists");
+    signet
+        .run(&["token", "add", "ci", "--tenant", "contoso"])
+        .ok();
+    signet
+        .run(&["tenant", "remove", "contoso"])
+        .refused("still has API tokens: ci");
+    let audit = signet.run(&["audit"]).ok().to_string();
+    assert!(audit.contains("token.add"), "{audit}");
+    signet.run(&["token", "remove", "ci"]).ok();
+    signet
+        .run(&["token", "remove", "ci"])
+        .refused("no token is named 'ci'");
+    signet.run(&["tenant", "remove", "contoso"]).ok();
+}
