@@ -84,9 +84,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn remove_tenant(&self, name: &TenantName) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         if tx.tenant(name).await?.is_none() {
-            return Err(AppError::NotFound(format!(
-                "tenant '{name}' does not exist"
-            )));
+            return Err(no_tenant(name));
         }
         let domains = tx.domains(Some(name)).await?;
         let custom: Vec<_> = domains
@@ -200,9 +198,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         if let Some(tenant) = tenant
             && tx.tenant(tenant).await?.is_none()
         {
-            return Err(AppError::NotFound(format!(
-                "tenant '{tenant}' does not exist"
-            )));
+            return Err(no_tenant(tenant));
         }
         Ok(tx.domains(tenant).await?)
     }
@@ -261,6 +257,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
             changed: now,
         }
     }
+}
+
+pub(crate) fn no_tenant(name: &TenantName) -> AppError {
+    AppError::NotFound(format!("tenant '{name}' does not exist"))
 }
 
 pub(crate) fn not_accepted(domain: &DomainName) -> AppError {
