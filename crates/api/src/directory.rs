@@ -112,11 +112,10 @@ pub(crate) async fn add_domain<D: Dns + Clone, C: Clock + Clone>(
     body: Result<Bytes, BytesRejection>,
 ) -> Created {
     let (tenant, domain) = input::new_domain(&read(body)?)?;
-    state
-        .service
-        .visible_tenant(caller.scope(), &tenant)
+    caller
+        .service(&state)
+        .add_visible_domain(caller.scope(), &tenant, &domain)
         .await?;
-    caller.service(&state).add_domain(&tenant, &domain).await?;
     let accepted = state
         .service
         .visible_domain(caller.scope(), &domain)

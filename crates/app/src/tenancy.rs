@@ -142,6 +142,17 @@ impl<D: Dns, C: Clock> Service<D, C> {
         tenant: &TenantName,
         domain: &DomainName,
     ) -> Result<SigningConfig> {
+        self.add_domain_telling(tenant, domain, true).await
+    }
+
+    /// [`Service::add_domain`]; a domain another tenant has is said to be taken, naming that
+    /// tenant only when `reveal` (not to a tenant's own API token).
+    pub(crate) async fn add_domain_telling(
+        &self,
+        tenant: &TenantName,
+        domain: &DomainName,
+        reveal: bool,
+    ) -> Result<SigningConfig> {
         let zone = &self.settings.zone;
         if domain.is_within(zone.name()) {
             return Err(AppError::Refused(format!(
@@ -158,10 +169,14 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         if let Some(existing) = tx.domain(domain).await? {
-            return Err(AppError::Refused(format!(
-                "{domain} is already an accepted domain of tenant '{}'",
-                existing.tenant
-            )));
+            return Err(AppError::Refused(if reveal || existing.tenant == *tenant {
+                format!(
+                    "{domain} is already an accepted domain of tenant '{}'",
+                    existing.tenant
+                )
+            } else {
+                format!("{domain} is already an accepted domain of another tenant")
+            }));
         }
         if let Some(clash) = tx.domain_by_dashed(tenant, &domain.dashed()).await? {
             return Err(AppError::Refused(format!(

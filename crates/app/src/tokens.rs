@@ -157,6 +157,19 @@ impl<D: Dns, C: Clock> Service<D, C> {
         self.connectors(tenant.or(scope.tenant())).await
     }
 
+    /// [`Service::add_domain`] for `scope`: only to a tenant it sees, and a domain another
+    /// tenant has is not said to be whose to a tenant token.
+    pub async fn add_visible_domain(
+        &self,
+        scope: &TokenScope,
+        tenant: &TenantName,
+        domain: &DomainName,
+    ) -> Result<signet_keys::SigningConfig> {
+        self.visible_tenant(scope, tenant).await?;
+        self.add_domain_telling(tenant, domain, manages_tenants(scope))
+            .await
+    }
+
     /// [`Service::add_connector`] for `scope`: only to a tenant it sees, and a refusal because
     /// of another tenant's networks does not name that tenant or its connector to a tenant
     /// token.
