@@ -103,6 +103,7 @@ struct RawSmtp {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    metrics_token: Option<String>,
 }
 
 /// The installation's settings, validated.
@@ -125,6 +126,18 @@ pub struct Config {
 pub struct HttpSettings {
     /// Where it listens; `None` when `[http] listen = ""` turns it off.
     pub listen: Option<SocketAddr>,
+    /// The bearer token `/metrics` asks for; `None`: `/metrics` is open.
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// `[http] metrics_token`; `Debug` does not show it.
+#[derive(Clone)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
 }
 
 /// The signing gateway.
@@ -250,6 +263,14 @@ impl Config {
                     8080,
                     "[http] listen",
                 )?),
+            },
+            metrics_token: match raw.http.metrics_token.map(|t| t.trim().to_string()) {
+                Some(token) if token.is_empty() || token.chars().any(char::is_control) => {
+                    bail!(
+                        "[http] metrics_token: must be non-empty printable text; remove the line to leave /metrics open"
+                    )
+                }
+                token => token.map(MetricsToken),
             },
         };
         let smtp = smtp_settings(raw.smtp, data_dir)?;
@@ -727,6 +748,7 @@ queue_lifetime = "5d"                  # then undeliverable mail bounces to its 
 
 [http]       # the HTTP API (plain HTTP: keep it on loopback or behind a TLS proxy)
 listen = "127.0.0.1:8080"              # "" turns it off
+# metrics_token = "…"                  # /metrics then needs Authorization: Bearer <this>
 "#
     )
 }
@@ -825,6 +847,20 @@ mod tests {
         );
         let err = format!("{:#}", listen("listen = \"localhost\"").unwrap_err());
         assert!(err.contains("[http] listen"), "{err}");
+    }
+
+    #[test]
+    fn the_metrics_token_is_optional_and_never_shown() {
+        let token = |http: &str| {
+            let text = format!("key_zone = \"a.example\"\n[http]\n{http}");
+            Config::parse(Path::new("/d"), &text).map(|c| c.http.metrics_token)
+        };
+        assert!(token("").unwrap().is_none());
+        let set = token("metrics_token = \"s3cret-scrape\"").unwrap().unwrap();
+        assert_eq!(set.0, "s3cret-scrape");
+        assert!(!format!("{set:?}").contains("s3cret"));
+        let err = format!("{:#}", token("metrics_token = \" \"").unwrap_err());
+        assert!(err.contains("[http] metrics_token"), "{err}");
     }
 
     #[test]

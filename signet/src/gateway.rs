@@ -27,17 +27,18 @@ use crate::config::Config;
 /// Deliveries under way at once (to the smart host, or to MX hosts).
 const DELIVERY_PARALLEL: usize = 16;
 
-/// Starts the relay and submission listeners and the delivery worker; returns their tasks.
+/// Starts the relay and submission listeners and the delivery worker, counting into
+/// `counters` (which `/metrics` reads); returns their tasks.
 pub async fn spawn(
     config: &Config,
     service: Arc<Signet>,
+    counters: Arc<Counters>,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let spool =
         Arc::new(Spool::open(config.data_dir.join("spool")).context("cannot open the spool")?);
     let (fresh, fresh_ids) = mpsc::unbounded_channel();
     let hostname = config.smtp.hostname.clone();
-    let counters = Arc::new(Counters::default());
     let sink = Arc::new(SigningSink {
         service: Arc::clone(&service),
         spool: Arc::clone(&spool),

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use signet_app::{
-    AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SystemClock,
+    AppError, DkimView, NewConnector, NewOptions, Service, SetOptions, Settings, SystemClock, view,
 };
 use signet_keys::{
     Algorithm, Canonicalization, DomainName, RsaBits, TenantName, TokenName, TokenScope,
@@ -619,24 +619,13 @@ async fn tenant(command: TenantCommand, service: &Signet) -> Result<()> {
         }
         TenantCommand::List { format } => {
             let zone = &service.settings().zone;
-            let rows: Vec<Vec<String>> = service
+            let rows: Vec<_> = service
                 .tenants()
                 .await?
                 .iter()
-                .map(|t| {
-                    let initial = zone
-                        .initial_domain(&t.name)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default();
-                    vec![t.name.to_string(), initial, t.created.rfc3339()]
-                })
+                .map(|t| view::tenant_properties(t, zone))
                 .collect();
-            print_rows(
-                &["Name", "InitialDomain", "WhenCreated"],
-                &["name", "initial_domain", "when_created"],
-                &rows,
-                format,
-            );
+            print_properties(&["Name", "InitialDomain", "WhenCreated"], &rows, format);
         }
         TenantCommand::Remove { name } => {
             service.remove_tenant(&name).await?;
@@ -661,25 +650,13 @@ async fn domain(command: DomainCommand, service: &Signet) -> Result<()> {
             );
         }
         DomainCommand::List { tenant, format } => {
-            let rows: Vec<Vec<String>> = service
+            let rows: Vec<_> = service
                 .domains(tenant.as_ref())
                 .await?
                 .iter()
-                .map(|d| {
-                    vec![
-                        d.name.to_string(),
-                        d.tenant.to_string(),
-                        d.kind.to_string(),
-                        d.created.rfc3339(),
-                    ]
-                })
+                .map(view::domain_properties)
                 .collect();
-            print_rows(
-                &["Name", "Tenant", "Kind", "WhenCreated"],
-                &["name", "tenant", "kind", "when_created"],
-                &rows,
-                format,
-            );
+            print_properties(&["Name", "Tenant", "Kind", "WhenCreated"], &rows, format);
         }
         DomainCommand::Remove { domain } => {
             service.remove_domain(&domain).await?;
@@ -891,34 +868,14 @@ async fn connector(command: ConnectorCommand, service: &Signet) -> Result<()> {
             );
         }
         ConnectorCommand::List { tenant, format } => {
-            let rows: Vec<Vec<String>> = service
+            let rows: Vec<_> = service
                 .connectors(tenant.as_ref())
                 .await?
                 .iter()
-                .map(|c| {
-                    let view = signet_app::describe_connector(c);
-                    let reach = match &c.kind {
-                        signet_store::ConnectorKind::Networks(n) => n
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        signet_store::ConnectorKind::Login { username, .. } => {
-                            format!("login {username}")
-                        }
-                    };
-                    vec![
-                        c.tenant.to_string(),
-                        c.name.clone(),
-                        view["kind"].as_str().unwrap_or_default().to_string(),
-                        reach,
-                        c.created.rfc3339(),
-                    ]
-                })
+                .map(view::connector_properties)
                 .collect();
-            print_rows(
+            print_properties(
                 &["Tenant", "Name", "Kind", "Clients", "WhenCreated"],
-                &["tenant", "name", "kind", "clients", "when_created"],
                 &rows,
                 format,
             );
@@ -999,6 +956,36 @@ async fn audit(service: &Signet, domain: Option<&DomainName>, format: TableForma
         format,
     );
     Ok(())
+}
+
+/// Rows of `app::view` properties: a table under their PascalCase names, or JSON objects with
+/// their snake_case names, as the HTTP API answers.
+/// `header` is the PascalCase names, shown even when there are no rows.
+fn print_properties(header: &[&str], rows: &[Vec<view::Property>], format: TableFormat) {
+    match format {
+        TableFormat::Table => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|p| match &p.value {
+                            serde_json::Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect()
+                })
+                .collect();
+            print!("{}", output::plain_table(header, &cells));
+        }
+        TableFormat::Json => {
+            let objects: Vec<serde_json::Value> =
+                rows.iter().map(|row| view::config_json(row)).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&objects).unwrap_or_default()
+            );
+        }
+    }
 }
 
 fn print_rows(header: &[&str], keys: &[&str], rows: &[Vec<String>], format: TableFormat) {

@@ -35,7 +35,14 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         .map_err(|e| cannot_listen("key-zone DNS server", config.dns.listen, &e))?;
     info!(listen = %config.dns.listen, zone = %config.key_zone.name(), "dns: serving the key zone over UDP and TCP");
 
-    let gateway = crate::gateway::spawn(&config, Arc::clone(&service), stop.clone()).await?;
+    let counters = Arc::new(signet_smtp::Counters::default());
+    let gateway = crate::gateway::spawn(
+        &config,
+        Arc::clone(&service),
+        Arc::clone(&counters),
+        stop.clone(),
+    )
+    .await?;
     let refresher = tokio::spawn(refresh_zone(
         config.clone(),
         Arc::clone(&service),
@@ -43,7 +50,7 @@ pub async fn serve(config: Config, service: Signet) -> Result<()> {
         stop.clone(),
     ));
     let scheduler = tokio::spawn(schedule(config.clone(), Arc::clone(&service), stop.clone()));
-    let http = spawn_http(&config, &service, stop.clone()).await?;
+    let http = spawn_http(&config, &service, counters, stop.clone()).await?;
     info!(
         "ready: dns up on {}, relay up on {}, submission up on {}, delivery up, scheduler up (pass every {}s), {}",
         config.dns.listen,
@@ -111,6 +118,7 @@ fn os_reason(error: &std::io::Error) -> String {
 async fn spawn_http(
     config: &Config,
     service: &Arc<Signet>,
+    counters: Arc<signet_smtp::Counters>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
     let Some(listen) = config.http.listen else {
@@ -119,7 +127,11 @@ async fn spawn_http(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| cannot_listen("HTTP API listener", listen, &e.into()))?;
-    let state = signet_api::ApiState::new(Arc::clone(service), config.dns.ttl);
+    let mut state = signet_api::ApiState::new(Arc::clone(service), config.dns.ttl)
+        .with_relay(Arc::new(RelayMetrics(counters)));
+    if let Some(token) = &config.http.metrics_token {
+        state = state.with_metrics_token(&token.0);
+    }
     let router = signet_api::router(state);
     let shutdown = async move {
         let _ = stop.changed().await;
@@ -128,6 +140,23 @@ async fn spawn_http(
     Ok(Some(tokio::spawn(signet_api::serve(
         listener, router, shutdown,
     ))))
+}
+
+/// The gateway's counters as `/metrics` reports them: `signet_relay_<name>_total`.
+#[derive(Debug)]
+struct RelayMetrics(Arc<signet_smtp::Counters>);
+
+impl signet_api::RelayCounters for RelayMetrics {
+    fn samples(&self) -> Vec<signet_api::CounterSample> {
+        signet_smtp::Counter::ALL
+            .iter()
+            .map(|&counter| signet_api::CounterSample {
+                name: counter.name(),
+                help: counter.help(),
+                value: self.0.value(counter),
+            })
+            .collect()
+    }
 }
 
 fn scheduler_pause(config: &Config) -> Duration {

@@ -1,7 +1,8 @@
 //! The HTTP API over real HTTP against `signet serve` (curl as the client): a token made with the
 //! CLI, the same config JSON as `signet dkim get --format json`, enabling refused with the CNAMEs
 //! to publish until a real DNS server (Knot) serves them, a rotation, and the audit naming the
-//! token.
+//! token; then an admin token that sets up a tenant, a domain and a connector through the API,
+//! and `/metrics` (checked by `promtool`) counting a message relayed through `swaks`.
 
 #![allow(clippy::too_many_lines)] // the scenario reads top to bottom, step by step
 
@@ -14,8 +15,19 @@ use support::{Knot, Signet, customer_zone, free_port};
 
 const ZONE: &str = "dkim.example.net";
 
-/// One request with curl: (status, JSON body). `token` None sends no Authorization header.
+/// One request with curl: (status, JSON body; null when empty). `token` None sends no
+/// Authorization header.
 fn http(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, Value) {
+    let (status, body) = http_text(method, url, token, body);
+    if body.is_empty() {
+        return (status, Value::Null);
+    }
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    (status, json)
+}
+
+/// One request with curl: (status, body as text).
+fn http_text(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let mut curl = Command::new("curl");
     curl.args(["--silent", "--show-error", "--max-time", "30", "-X", method])
         .args([
@@ -37,8 +49,7 @@ fn http(method: &str, url: &str, token: Option<&str>, body: &str) -> (u16, Value
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, status) = text.rsplit_once('\n').unwrap();
     assert!(!body.contains("PRIVATE KEY"), "{body}");
-    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
-    (status.parse().unwrap(), json)
+    (status.parse().unwrap(), body.to_string())
 }
 
 fn cname(n: u8) -> (String, String) {
@@ -212,4 +223,167 @@ fn tokens_need_one_scope_and_an_existing_tenant() {
         .run(&["token", "remove", "ci"])
         .refused("no token is named 'ci'");
     signet.run(&["tenant", "remove", "contoso"]).ok();
+}
+
+/// The value of the sample `series` in exposition text.
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
+}
+
+#[test]
+fn an_admin_token_sets_up_a_tenant_and_metrics_count_relayed_mail() {
+    let signet = Signet::new();
+    signet.run(&["init", "--key-zone", ZONE]).ok();
+    let admin = signet
+        .run(&["token", "add", "root", "--admin"])
+        .ok()
+        .trim()
+        .to_string();
+    let toml = signet.data_dir().join("signet.toml");
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("# metrics_token = ", "metrics_token = \"scrape-me\" # ");
+    std::fs::write(&toml, text).unwrap();
+
+    let (http_port, relay_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{http_port}");
+    let server = signet.serve_with(
+        free_port(),
+        ZONE,
+        &[
+            "--http-listen",
+            &listen,
+            "--relay-listen",
+            &format!("127.0.0.1:{relay_port}"),
+        ],
+    );
+    support::wait_for(std::time::Duration::from_secs(10), "the ready line", || {
+        server
+            .log_text()
+            .contains(&format!("http api up on {listen}"))
+    });
+    let api = |path: &str| format!("http://{listen}/api/v1{path}");
+    let admin = Some(admin.as_str());
+
+    let (status, tenant) = http("POST", &api("/tenants"), admin, r#"{"name": "contoso"}"#);
+    assert_eq!(status, 201, "{tenant}");
+    assert_eq!(tenant["initial_domain"], format!("contoso.{ZONE}"));
+    let body = r#"{"tenant": "contoso", "domain": "contoso.com"}"#;
+    let (status, domain) = http("POST", &api("/domains"), admin, body);
+    assert_eq!(status, 201, "{domain}");
+    let (status, config) = http("GET", &api("/dkim/contoso.com"), admin, "");
+    assert_eq!(
+        (status, &config["status"]),
+        (200, &Value::from("CnameMissing"))
+    );
+    let cli: Value =
+        serde_json::from_str(signet.run(&["domain", "list", "--format", "json"]).ok()).unwrap();
+    let (_, listed) = http("GET", &api("/domains"), admin, "");
+    assert_eq!(listed, cli, "the API and the CLI list the same JSON");
+    let body = r#"{"tenant": "contoso", "name": "lan", "from": ["127.0.0.1/32"]}"#;
+    let (status, connector) = http("POST", &api("/connectors"), admin, body);
+    assert_eq!(status, 201, "{connector}");
+    let audit = signet.run(&["audit", "--format", "json"]).ok().to_string();
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let last = audit.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["who"], &last["what"]),
+        (&Value::from("token:root"), &Value::from("connector.add"))
+    );
+
+    let metrics = format!("http://{listen}/metrics");
+    assert_eq!(http("GET", &metrics, None, "").0, 401);
+    assert_eq!(
+        http("GET", &metrics, admin, "").0,
+        401,
+        "not the metrics token"
+    );
+    let (status, before) = http_text("GET", &metrics, Some("scrape-me"), "");
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(
+        sample(&before, "signet_relay_accepted_total"),
+        Some(0),
+        "{before}"
+    );
+    assert_eq!(
+        sample(&before, "signet_configs{status=\"CnameMissing\"}"),
+        Some(1)
+    );
+    assert_eq!(sample(&before, "signet_configs{status=\"Valid\"}"), Some(1));
+    assert_eq!(
+        sample(
+            &before,
+            &format!(
+                "signet_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1)
+    );
+    promtool_accepts(&before);
+
+    // The running server's mail path sees the new connector within a second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let message = signet.dir.path().join("message.eml");
+    std::fs::write(
+        &message,
+        "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: counted\r\n\r\nHello.\r\n",
+    )
+    .unwrap();
+    let said = Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{relay_port}")])
+        .args([
+            "--from",
+            "joe@contoso.com",
+            "--to",
+            "ann@example.org",
+            "--helo",
+            "app.contoso.com",
+            "--data",
+        ])
+        .arg(&message)
+        .output()
+        .expect("swaks is installed: run .ci/setup");
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert!(said.contains("\n<-  250 "), "{said}");
+    let (_, after) = http_text("GET", &metrics, Some("scrape-me"), "");
+    assert_eq!(
+        sample(&after, "signet_relay_accepted_total"),
+        Some(1),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "signet_relay_signed_total"),
+        Some(1),
+        "{after}"
+    );
+    promtool_accepts(&after);
+    assert_eq!(server.stop(), Some(0));
+}
+
+/// `promtool check metrics` (Debian package prometheus) reads the text from standard input.
+fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed: run .ci/setup (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

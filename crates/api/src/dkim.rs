@@ -7,6 +7,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use signet_app::view::{audit_json, config_json, config_properties, records_json};
 use signet_app::{Clock, DkimView, Dns};
@@ -79,6 +80,42 @@ pub(crate) async fn set<D: Dns + Clone, C: Clock + Clone>(
     Ok(Json(show(&state, &DkimView::Configured(config))))
 }
 
+/// `POST /dkim/{domain}`: `signet dkim new` (`key_size`, `algorithm`, the canonicalizations,
+/// `enabled`, which checks the CNAMEs first); 201 with the new config.
+pub(crate) async fn new<D: Dns + Clone, C: Clock + Clone>(
+    caller: Caller,
+    State(state): State<ApiState<D, C>>,
+    Path(domain): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let domain = input::domain("domain", &domain)?;
+    state
+        .service
+        .visible_domain(caller.scope(), &domain)
+        .await?;
+    let options = input::new_options(&read(body)?)?;
+    let config = caller.service(&state).new_config(&domain, options).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(show(&state, &DkimView::Configured(config))),
+    ))
+}
+
+/// `DELETE /dkim/{domain}`: `signet dkim remove`; its records are withdrawn. 204.
+pub(crate) async fn remove<D: Dns + Clone, C: Clock + Clone>(
+    caller: Caller,
+    State(state): State<ApiState<D, C>>,
+    Path(domain): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let domain = input::domain("domain", &domain)?;
+    state
+        .service
+        .visible_domain(caller.scope(), &domain)
+        .await?;
+    caller.service(&state).remove_config(&domain).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /dkim/{domain}/rotate`: `signet dkim rotate`; the answer carries the `RotateOnDate`.
 pub(crate) async fn rotate<D: Dns + Clone, C: Clock + Clone>(
     caller: Caller,
@@ -135,9 +172,9 @@ fn show<D: Dns, C: Clock>(state: &ApiState<D, C>, view: &DkimView) -> Value {
 }
 
 /// The body, or 413 when it is over [`crate::BODY_LIMIT`].
-fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn read(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large()
         } else {
             ApiError::bad_request("body", e.body_text())

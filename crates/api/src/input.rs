@@ -5,14 +5,20 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use signet_app::{PageKey, SetOptions};
-use signet_keys::{Canonicalization, DomainName, RsaBits, Span};
+use signet_app::{NewConnector, NewOptions, PageKey, SetOptions};
+use signet_keys::{Algorithm, Canonicalization, DomainName, IpNetwork, RsaBits, Span, TenantName};
 
 use crate::ApiError;
 
 /// Pages of `GET /dkim`: 100 configs unless `?limit=` says otherwise, at most 1,000.
 pub(crate) const DEFAULT_LIMIT: u32 = 100;
 pub(crate) const MAX_LIMIT: u32 = 1000;
+
+/// A tenant named in a path, query or body.
+pub(crate) fn tenant(field: &str, text: &str) -> Result<TenantName, ApiError> {
+    text.parse()
+        .map_err(|e: signet_keys::Error| ApiError::bad_request(field, e))
+}
 
 /// A domain named in a path or query.
 pub(crate) fn domain(field: &str, text: &str) -> Result<DomainName, ApiError> {
@@ -66,8 +72,9 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// A property by either of its names (`include_key_expiration`, `IncludeKeyExpiration`).
 fn snake(name: &str) -> Option<&'static str> {
-    const NAMES: [(&str, &str); 6] = [
+    const NAMES: [(&str, &str); 7] = [
         ("enabled", "Enabled"),
+        ("algorithm", "Algorithm"),
         ("header_canonicalization", "HeaderCanonicalization"),
         ("body_canonicalization", "BodyCanonicalization"),
         ("include_key_expiration", "IncludeKeyExpiration"),
@@ -106,6 +113,152 @@ fn interval(field: &str, value: &Value) -> Result<Option<Span>, ApiError> {
             "must be a span such as \"90d\", or null for the installation's",
         )),
     }
+}
+
+/// A string member of a body, required.
+fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, ApiError> {
+    match fields.get(name) {
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(ApiError::bad_request(name, "must be a string")),
+        None => Err(ApiError::bad_request(name, "is missing")),
+    }
+}
+
+/// Refuses members other than `known`, naming the first one.
+fn only(fields: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match fields.keys().find(|name| !known.contains(&name.as_str())) {
+        Some(name) => Err(ApiError::bad_request(
+            name,
+            format!("is not known here ({})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `POST /tenants`: `{"name": "contoso"}`.
+pub(crate) fn new_tenant(body: &[u8]) -> Result<TenantName, ApiError> {
+    let fields = object(body)?;
+    only(&fields, &["name"])?;
+    tenant("name", text(&fields, "name")?)
+}
+
+/// `POST /domains`: `{"tenant": "contoso", "domain": "contoso.com"}`.
+pub(crate) fn new_domain(body: &[u8]) -> Result<(TenantName, DomainName), ApiError> {
+    let fields = object(body)?;
+    only(&fields, &["tenant", "domain"])?;
+    Ok((
+        tenant("tenant", text(&fields, "tenant")?)?,
+        domain("domain", text(&fields, "domain")?)?,
+    ))
+}
+
+/// `POST /connectors`: `{"tenant", "name", "from": [CIDR, …]}` for a relay connector, or
+/// `{"tenant", "name", "login", "password"}` for a submission login. The password is moved
+/// into memory that is wiped when dropped; no error repeats it.
+pub(crate) fn new_connector(body: &[u8]) -> Result<(TenantName, String, NewConnector), ApiError> {
+    let mut fields = object(body)?;
+    only(&fields, &["tenant", "name", "from", "login", "password"])?;
+    let owner = tenant("tenant", text(&fields, "tenant")?)?;
+    let name = text(&fields, "name")?.to_string();
+    signet_app::check_connector_name(&name).map_err(|e| ApiError::bad_request("name", e))?;
+    let new = match (fields.get("from"), fields.get("login")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "from",
+                "give either from (networks) or login and password, not both",
+            ));
+        }
+        (Some(from), None) => {
+            if fields.contains_key("password") {
+                return Err(ApiError::bad_request("password", "goes only with login"));
+            }
+            let items = from.as_array().ok_or_else(|| {
+                ApiError::bad_request(
+                    "from",
+                    "must be a list of networks such as \"192.0.2.0/24\"",
+                )
+            })?;
+            if items.is_empty() {
+                return Err(ApiError::bad_request("from", "names no network"));
+            }
+            let networks = items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .ok_or_else(|| ApiError::bad_request("from", "must be a list of strings"))?
+                        .parse::<IpNetwork>()
+                        .map_err(|e| ApiError::bad_request("from", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            NewConnector::Networks(networks)
+        }
+        (None, Some(_)) => {
+            let username = text(&fields, "login")?.to_string();
+            let password = match fields.remove("password") {
+                Some(Value::String(password)) => zeroize::Zeroizing::new(password),
+                Some(_) => return Err(ApiError::bad_request("password", "must be a string")),
+                None => return Err(ApiError::bad_request("password", "is missing")),
+            };
+            if password.chars().count() < signet_app::MINIMUM_PASSWORD {
+                return Err(ApiError::bad_request(
+                    "password",
+                    format!(
+                        "is too short: use at least {} characters",
+                        signet_app::MINIMUM_PASSWORD
+                    ),
+                ));
+            }
+            NewConnector::Login { username, password }
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "from",
+                "is missing: give from (networks) or login and password",
+            ));
+        }
+    };
+    Ok((owner, name, new))
+}
+
+/// `POST /dkim/{domain}`: the options of `signet dkim new`.
+pub(crate) fn new_options(body: &[u8]) -> Result<NewOptions, ApiError> {
+    let mut options = NewOptions::default();
+    for (name, value) in &object(body)? {
+        match snake(name) {
+            Some("enabled") => options.enabled = boolean(name, value)?,
+            Some("algorithm") => {
+                let text = value.as_str().ok_or_else(|| {
+                    ApiError::bad_request(name, "must be \"RsaSHA256\" or \"Ed25519SHA256\"")
+                })?;
+                options.algorithm = text
+                    .parse::<Algorithm>()
+                    .map_err(|e| ApiError::bad_request(name, e))?;
+            }
+            Some("key_size") => options.key_size = Some(key_size(name, value)?),
+            Some("header_canonicalization") => {
+                options.header_canonicalization = canonicalization(name, value)?;
+            }
+            Some("body_canonicalization") => {
+                options.body_canonicalization = canonicalization(name, value)?;
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    name,
+                    "is not an option of a new config (key_size, algorithm, header_canonicalization, body_canonicalization, enabled)",
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn key_size(field: &str, value: &Value) -> Result<RsaBits, ApiError> {
+    let bits = value
+        .as_u64()
+        .ok_or_else(|| ApiError::bad_request(field, "must be 1024 or 2048"))?;
+    bits.to_string()
+        .parse()
+        .map_err(|e: signet_keys::Error| ApiError::bad_request(field, e))
 }
 
 /// `PATCH /dkim/{domain}`: the settings `signet dkim set` changes.
@@ -152,14 +305,7 @@ pub(crate) fn rotate_options(body: &[u8]) -> Result<Option<RsaBits>, ApiError> {
                 "is not an option of a rotation (key_size)",
             ));
         }
-        let bits = value
-            .as_u64()
-            .ok_or_else(|| ApiError::bad_request(name, "must be 1024 or 2048"))?;
-        size = Some(
-            bits.to_string()
-                .parse()
-                .map_err(|e: signet_keys::Error| ApiError::bad_request(name, e))?,
-        );
+        size = Some(key_size(name, value)?);
     }
     Ok(size)
 }

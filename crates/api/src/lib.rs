@@ -13,9 +13,11 @@
 //! ```
 
 mod auth;
+mod directory;
 mod dkim;
 mod error;
 mod input;
+mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,20 +25,25 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use serde_json::json;
 use signet_app::{Clock, Dns, Service};
+use signet_keys::TokenDigest;
 
 pub use error::ApiError;
+pub use metrics::{CounterSample, RelayCounters};
 
 /// The largest request body accepted; more is refused with 413 before it is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What the handlers share: the use-cases and the TTL shown with records.
+/// What the handlers share: the use-cases, the TTL shown with records, and what `/metrics`
+/// reports and asks for.
 #[derive(Debug)]
 pub struct ApiState<D, C> {
     service: Arc<Service<D, C>>,
     records_ttl: u32,
+    relay: Option<Arc<dyn RelayCounters>>,
+    metrics_token: Option<TokenDigest>,
 }
 
 impl<D, C> Clone for ApiState<D, C> {
@@ -44,6 +51,8 @@ impl<D, C> Clone for ApiState<D, C> {
         ApiState {
             service: Arc::clone(&self.service),
             records_ttl: self.records_ttl,
+            relay: self.relay.clone(),
+            metrics_token: self.metrics_token.clone(),
         }
     }
 }
@@ -54,24 +63,66 @@ impl<D, C> ApiState<D, C> {
         ApiState {
             service,
             records_ttl,
+            relay: None,
+            metrics_token: None,
         }
+    }
+
+    /// `/metrics` reports these relay counters too.
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<dyn RelayCounters>) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    /// `/metrics` answers only requests that carry `Authorization: Bearer <token>`
+    /// (`[http] metrics_token`); only its digest is kept.
+    #[must_use]
+    pub fn with_metrics_token(mut self, token: &str) -> Self {
+        self.metrics_token = Some(TokenDigest::of(token));
+        self
     }
 }
 
-/// The whole HTTP surface: `/api/v1/…`, `/healthz`, `/readyz`.
+/// The whole HTTP surface: `/api/v1/…`, `/metrics`, `/healthz`, `/readyz`.
 pub fn router<D, C>(state: ApiState<D, C>) -> Router
 where
     D: Dns + Clone + 'static,
     C: Clock + Clone + 'static,
 {
     let api = Router::new()
+        .route(
+            "/tenants",
+            get(directory::tenants).merge(post(directory::add_tenant)),
+        )
+        .route("/tenants/{tenant}", delete(directory::remove_tenant))
+        .route(
+            "/domains",
+            get(directory::domains).merge(post(directory::add_domain)),
+        )
+        .route("/domains/{domain}", delete(directory::remove_domain))
+        .route(
+            "/connectors",
+            get(directory::connectors).merge(post(directory::add_connector)),
+        )
+        .route(
+            "/connectors/{tenant}/{name}",
+            delete(directory::remove_connector),
+        )
         .route("/dkim", get(dkim::list))
-        .route("/dkim/{domain}", get(dkim::get).merge(patch(dkim::set)))
+        .route(
+            "/dkim/{domain}",
+            get(dkim::get)
+                .merge(post(dkim::new))
+                .merge(patch(dkim::set))
+                .merge(delete(dkim::remove)),
+        )
         .route("/dkim/{domain}/rotate", post(dkim::rotate))
         .route("/records/{domain}", get(dkim::records))
         .route("/audit", get(dkim::audit));
     Router::new()
         .nest("/api/v1", api)
+        .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
@@ -109,6 +160,11 @@ async fn readyz<D: Dns, C: Clock>(State(state): State<ApiState<D, C>>) -> Respon
 }
 
 async fn not_found() -> ApiError {
+    no_such_endpoint()
+}
+
+/// What an unknown endpoint answers; a tenant token gets the same from the admin's endpoints.
+pub(crate) fn no_such_endpoint() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
 

@@ -59,6 +59,8 @@ struct Fixture {
     contoso: String,
     /// Every private key seen so far (sealed and open, base64): none may appear in a body.
     secrets: Mutex<std::collections::BTreeSet<String>>,
+    /// Other text no body may hold (a connector's password).
+    forbidden: Mutex<Vec<String>>,
 }
 
 /// A request's answer: status, `Retry-After`, JSON body.
@@ -122,6 +124,7 @@ impl Fixture {
             admin: admin.expose().to_string(),
             contoso: contoso.expose().to_string(),
             secrets: Mutex::default(),
+            forbidden: Mutex::default(),
         }
     }
 
@@ -137,8 +140,32 @@ impl Fixture {
         }
     }
 
-    /// One request; `token` None sends no Authorization header.
+    /// One request; `token` None sends no Authorization header. An empty body (204) is null.
     async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Answer {
+        let (status, headers, text) = self.send(method, uri, token, body).await;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {uri}: not JSON ({e}): {text}"))
+        };
+        Answer {
+            status,
+            retry_after: headers
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap().to_string()),
+            body,
+        }
+    }
+
+    /// One request, the body as text; every body is scanned for key material.
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -150,22 +177,13 @@ impl Fixture {
             .await
             .unwrap();
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .map(|v| v.to_str().unwrap().to_string());
+        let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         self.assert_no_key_material(&text).await;
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{method} {uri}: not JSON ({e}): {text}"));
-        Answer {
-            status,
-            retry_after,
-            body,
-        }
+        (status, headers, text)
     }
 
     /// No private key, sealed or open, in any form the store or the keys could give it.
@@ -185,13 +203,22 @@ impl Fixture {
         }
         for secret in self.secrets.lock().unwrap().iter() {
             // A 40-character run is far too long to occur by chance. The start of a PKCS#8 key
-            // is its (shared) structure, so a run from the middle (the key's own bytes) too.
+            // is its (shared) structure, so runs from the middle and the end (the key's own
+            // bytes) too; an Ed25519 key is only 64 characters long.
             let middle = secret.len() / 2;
-            for run in [&secret[..40], &secret[middle..middle + 40]] {
+            let end = secret.len() - 40;
+            for run in [
+                &secret[..40],
+                &secret[middle.min(end)..][..40],
+                &secret[end..],
+            ] {
                 assert!(!text.contains(run), "key material in {text}");
             }
         }
         assert!(!self.secrets.lock().unwrap().is_empty());
+        for word in self.forbidden.lock().unwrap().iter() {
+            assert!(!text.contains(word.as_str()), "a secret in {text}");
+        }
     }
 }
 
@@ -228,6 +255,9 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
         ("POST", "/api/v1/dkim/{d}/rotate", ""),
         ("GET", "/api/v1/records/{d}", ""),
         ("GET", "/api/v1/audit?domain={d}", ""),
+        ("POST", "/api/v1/dkim/{d}", ""),
+        ("DELETE", "/api/v1/dkim/{d}", ""),
+        ("DELETE", "/api/v1/domains/{d}", ""),
     ];
     for (method, path, body) in endpoints {
         let uri = path.replace("{d}", "fabrikam.com");
@@ -262,19 +292,28 @@ async fn every_endpoint_refuses_strangers_and_hides_other_tenants() {
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{method} {path}");
         assert!(message(&bad).starts_with("domain: "), "{}", message(&bad));
     }
-    for (method, uri) in [("GET", "/api/v1/dkim")] {
-        assert_eq!(
-            f.call(method, uri, None, "").await.status,
-            StatusCode::UNAUTHORIZED
-        );
+    for (method, uri) in [
+        ("GET", "/api/v1/dkim"),
+        ("GET", "/api/v1/tenants"),
+        ("POST", "/api/v1/tenants"),
+        ("DELETE", "/api/v1/tenants/contoso"),
+        ("GET", "/api/v1/domains"),
+        ("GET", "/api/v1/connectors"),
+        ("POST", "/api/v1/connectors"),
+        ("DELETE", "/api/v1/connectors/contoso/office"),
+    ] {
+        for token in [None, Some("not-a-token")] {
+            let answer = f.call(method, uri, token, "").await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        }
     }
     let unknown = f.call("GET", "/api/v1/nothing", Some(&f.admin), "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let delete = f
-        .call("DELETE", "/api/v1/dkim/contoso.com", Some(&f.admin), "")
+    let put = f
+        .call("PUT", "/api/v1/dkim/contoso.com", Some(&f.admin), "")
         .await;
-    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(delete.body["error"]["code"], "method_not_allowed");
+    assert_eq!(put.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(put.body["error"]["code"], "method_not_allowed");
 }
 
 #[tokio::test]
@@ -511,4 +550,596 @@ async fn records_are_the_cli_json() {
         "selector1._domainkey.contoso.com"
     );
     assert_eq!(answer.body["key_zone"].as_array().unwrap().len(), 1);
+}
+
+/// The message an absent object gives, with its name replaced by `X`, equals the one another
+/// tenant's object gives: a tenant token learns nothing from trying.
+async fn assert_hidden(
+    f: &Fixture,
+    method: &str,
+    (theirs, absent): (&str, &str),
+    (their_name, absent_name): (&str, &str),
+    body: (&str, &str),
+) {
+    let a = f.call(method, theirs, Some(&f.contoso), body.0).await;
+    let b = f.call(method, absent, Some(&f.contoso), body.1).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "{method} {theirs}: {}",
+        a.body
+    );
+    assert_eq!(
+        b.status,
+        StatusCode::NOT_FOUND,
+        "{method} {absent}: {}",
+        b.body
+    );
+    assert_eq!(
+        message(&a).replace(their_name, "X"),
+        message(&b).replace(absent_name, "X"),
+        "{method} {theirs}"
+    );
+}
+
+fn names(answer: &Answer, key: &str) -> Vec<String> {
+    answer
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[key].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn last_audit(f: &Fixture) -> Value {
+    let all = f.call("GET", "/api/v1/audit", Some(&f.admin), "").await;
+    all.body.as_array().unwrap().last().unwrap().clone()
+}
+
+#[tokio::test]
+async fn tenants_are_the_admins_and_a_tenant_token_sees_its_own() {
+    let f = Fixture::new().await;
+    let all = f.call("GET", "/api/v1/tenants", Some(&f.admin), "").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(names(&all, "name"), ["contoso", "fabrikam"]);
+    let own = f.call("GET", "/api/v1/tenants", Some(&f.contoso), "").await;
+    assert_eq!(names(&own, "name"), ["contoso"]);
+    assert_eq!(own.body[0]["initial_domain"], "contoso.dkim.example.net");
+
+    let made = f
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            Some(&f.admin),
+            r#"{"name": "northwind"}"#,
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["name"], "northwind");
+    assert_eq!(made.body["initial_domain"], "northwind.dkim.example.net");
+    assert_eq!(last_audit(&f).await["who"], "token:root");
+    assert_eq!(last_audit(&f).await["what"], "tenant.add");
+    let again = f
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            Some(&f.admin),
+            r#"{"name": "northwind"}"#,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    for (body, field) in [
+        (r#"{"name": "North Wind"}"#, "name: "),
+        (r#"{"name": 3}"#, "name: "),
+        ("{}", "name: is missing"),
+        (r#"{"name": "x", "plan": "gold"}"#, "plan: "),
+        ("[]", "body: "),
+    ] {
+        let bad = f
+            .call("POST", "/api/v1/tenants", Some(&f.admin), body)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(message(&bad).starts_with(field), "{}", message(&bad));
+    }
+
+    // To a tenant token, making and removing tenants is not there at all.
+    let unknown = f.call("GET", "/api/v1/nothing", Some(&f.contoso), "").await;
+    for (method, uri, body) in [
+        ("POST", "/api/v1/tenants", r#"{"name": "mine"}"#),
+        ("DELETE", "/api/v1/tenants/fabrikam", ""),
+        ("DELETE", "/api/v1/tenants/contoso", ""),
+        ("DELETE", "/api/v1/tenants/nobody", ""),
+    ] {
+        let refused = f.call(method, uri, Some(&f.contoso), body).await;
+        assert_eq!(refused.status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(refused.body, unknown.body, "{method} {uri}");
+    }
+    assert_eq!(f.service.tenants().await.unwrap().len(), 3);
+
+    let held = f
+        .call("DELETE", "/api/v1/tenants/contoso", Some(&f.admin), "")
+        .await;
+    assert_eq!(held.status, StatusCode::CONFLICT, "contoso has contoso.com");
+    let bad = f
+        .call("DELETE", "/api/v1/tenants/No%20Such", Some(&f.admin), "")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(message(&bad).starts_with("tenant: "), "{}", message(&bad));
+    let removed = f
+        .call("DELETE", "/api/v1/tenants/northwind", Some(&f.admin), "")
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    assert_eq!(last_audit(&f).await["what"], "tenant.remove");
+    assert_eq!(last_audit(&f).await["who"], "token:root");
+    let gone = f
+        .call("DELETE", "/api/v1/tenants/northwind", Some(&f.admin), "")
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn domains_are_added_and_removed_within_the_tokens_tenant() {
+    let f = Fixture::new().await;
+    let body = r#"{"tenant": "contoso", "domain": "contoso.org"}"#;
+    let added = f
+        .call("POST", "/api/v1/domains", Some(&f.contoso), body)
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    assert_eq!(
+        added.body,
+        json!({"name": "contoso.org", "tenant": "contoso", "kind": "Custom",
+               "when_created": "2027-01-15T08:00:00Z"})
+    );
+    let audit = last_audit(&f).await;
+    assert_eq!(
+        (&audit["who"], &audit["what"]),
+        (&json!("token:contoso-ci"), &json!("domain.add"))
+    );
+    let config = f
+        .call("GET", "/api/v1/dkim/contoso.org", Some(&f.contoso), "")
+        .await;
+    assert_eq!(config.body["status"], "CnameMissing");
+
+    let own = f.call("GET", "/api/v1/domains", Some(&f.contoso), "").await;
+    assert_eq!(
+        names(&own, "name"),
+        [
+            "contoso.com",
+            "contoso.dkim.example.net",
+            "contoso.mail.dkim.example.net",
+            "contoso.org"
+        ]
+    );
+    assert!(names(&own, "tenant").iter().all(|t| t == "contoso"));
+    let all = f.call("GET", "/api/v1/domains", Some(&f.admin), "").await;
+    assert!(names(&all, "name").contains(&"fabrikam.com".to_string()));
+    let theirs = f
+        .call("GET", "/api/v1/domains?tenant=fabrikam", Some(&f.admin), "")
+        .await;
+    assert!(names(&theirs, "tenant").iter().all(|t| t == "fabrikam"));
+
+    assert_hidden(
+        &f,
+        "GET",
+        (
+            "/api/v1/domains?tenant=fabrikam",
+            "/api/v1/domains?tenant=nobody",
+        ),
+        ("fabrikam", "nobody"),
+        ("", ""),
+    )
+    .await;
+    assert_hidden(
+        &f,
+        "POST",
+        ("/api/v1/domains", "/api/v1/domains"),
+        ("fabrikam", "nobody"),
+        (
+            r#"{"tenant": "fabrikam", "domain": "fabrikam.org"}"#,
+            r#"{"tenant": "nobody", "domain": "fabrikam.org"}"#,
+        ),
+    )
+    .await;
+    // Another tenant's domain is taken, without saying whose.
+    let taken = f
+        .call(
+            "POST",
+            "/api/v1/domains",
+            Some(&f.contoso),
+            r#"{"tenant": "contoso", "domain": "fabrikam.com"}"#,
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert!(
+        !message(&taken).contains("fabrikam'"),
+        "{}",
+        message(&taken)
+    );
+
+    for (body, field) in [
+        (r#"{"tenant": "contoso"}"#, "domain: is missing"),
+        (r#"{"domain": "contoso.net"}"#, "tenant: is missing"),
+        (
+            r#"{"tenant": "contoso", "domain": "not_a..domain"}"#,
+            "domain: ",
+        ),
+        (
+            r#"{"tenant": "Con Toso", "domain": "contoso.net"}"#,
+            "tenant: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "domain": "contoso.net", "x": 1}"#,
+            "x: ",
+        ),
+    ] {
+        let bad = f
+            .call("POST", "/api/v1/domains", Some(&f.contoso), body)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(message(&bad).starts_with(field), "{}", message(&bad));
+    }
+
+    let initial = f
+        .call(
+            "DELETE",
+            "/api/v1/domains/contoso.dkim.example.net",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(initial.status, StatusCode::CONFLICT);
+    let removed = f
+        .call(
+            "DELETE",
+            "/api/v1/domains/contoso.org",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(last_audit(&f).await["what"], "domain.remove");
+    let gone = f
+        .call("GET", "/api/v1/dkim/contoso.org", Some(&f.contoso), "")
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn configs_are_made_and_removed_like_dkim_new_and_remove() {
+    let f = Fixture::new().await;
+    let uri = "/api/v1/dkim/contoso.com";
+    let exists = f.call("POST", uri, Some(&f.contoso), "").await;
+    assert_eq!(exists.status, StatusCode::CONFLICT);
+    let removed = f.call("DELETE", uri, Some(&f.contoso), "").await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    let audit = last_audit(&f).await;
+    assert_eq!(
+        (&audit["who"], &audit["what"]),
+        (&json!("token:contoso-ci"), &json!("dkim.remove"))
+    );
+    let none = f.call("GET", uri, Some(&f.contoso), "").await;
+    assert_eq!(none.body["status"], "NoDKIMKeys");
+
+    for (body, field) in [
+        (r#"{"KeySize": 512}"#, "KeySize: "),
+        (r#"{"key_size": "big"}"#, "key_size: "),
+        (r#"{"Algorithm": "rsa-sha1"}"#, "Algorithm: "),
+        (
+            r#"{"HeaderCanonicalization": "loose"}"#,
+            "HeaderCanonicalization: ",
+        ),
+        (r#"{"Enabled": 1}"#, "Enabled: "),
+        (r#"{"Status": "Valid"}"#, "Status: "),
+        ("nope", "body: "),
+    ] {
+        let bad = f.call("POST", uri, Some(&f.contoso), body).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(message(&bad).starts_with(field), "{}", message(&bad));
+    }
+    let waiting = f
+        .call("POST", uri, Some(&f.contoso), r#"{"Enabled": true}"#)
+        .await;
+    assert_eq!(waiting.status, StatusCode::CONFLICT);
+    assert_eq!(waiting.body["error"]["code"], "cname_missing");
+
+    let body = r#"{"KeySize": 1024, "Algorithm": "RsaSHA256", "header_canonicalization": "Simple", "BodyCanonicalization": "Simple"}"#;
+    let made = f.call("POST", uri, Some(&f.contoso), body).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["selector1_key_size"], 1024);
+    assert_eq!(made.body["algorithm"], "RsaSHA256");
+    assert_eq!(made.body["header_canonicalization"], "Simple");
+    assert_eq!(made.body["body_canonicalization"], "Simple");
+    assert_eq!(made.body["enabled"], false);
+    assert_eq!(last_audit(&f).await["what"], "dkim.new");
+
+    f.call("DELETE", uri, Some(&f.contoso), "").await;
+    f.publish_cnames("contoso.com", "contoso");
+    let enabled = f
+        .call(
+            "POST",
+            uri,
+            Some(&f.contoso),
+            r#"{"enabled": true, "algorithm": "ed25519"}"#,
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::CREATED, "{}", enabled.body);
+    assert_eq!(
+        (&enabled.body["enabled"], &enabled.body["status"]),
+        (&json!(true), &json!("Valid"))
+    );
+    assert_eq!(enabled.body["algorithm"], "Ed25519SHA256");
+
+    let initial = f
+        .call(
+            "DELETE",
+            "/api/v1/dkim/contoso.dkim.example.net",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(initial.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn connectors_are_scoped_and_never_show_a_password() {
+    let f = Fixture::new().await;
+    let password = "correct horse battery staple";
+    f.forbidden.lock().unwrap().push(password.to_string());
+    let relay = f
+        .call(
+            "POST",
+            "/api/v1/connectors",
+            Some(&f.contoso),
+            r#"{"tenant": "contoso", "name": "office", "from": ["192.0.2.0/24", "2001:db8::/32"]}"#,
+        )
+        .await;
+    assert_eq!(relay.status, StatusCode::CREATED, "{}", relay.body);
+    assert_eq!(relay.body["kind"], "relay");
+    assert_eq!(relay.body["clients"], "192.0.2.0/24 2001:db8::/32");
+    let audit = last_audit(&f).await;
+    assert_eq!(
+        (&audit["who"], &audit["what"]),
+        (&json!("token:contoso-ci"), &json!("connector.add"))
+    );
+
+    let body = format!(
+        r#"{{"tenant": "contoso", "name": "submit", "login": "alice", "password": "{password}"}}"#
+    );
+    let login = f
+        .call("POST", "/api/v1/connectors", Some(&f.contoso), &body)
+        .await;
+    assert_eq!(login.status, StatusCode::CREATED, "{}", login.body);
+    assert_eq!(login.body["clients"], "login alice");
+    assert_eq!(
+        f.service.authenticate("alice", password).await.unwrap(),
+        Some("contoso".parse().unwrap()),
+        "the password given is the one kept"
+    );
+    let listed = f
+        .call("GET", "/api/v1/connectors", Some(&f.contoso), "")
+        .await;
+    assert_eq!(names(&listed, "name"), ["office", "submit"]);
+    let text = listed.body.to_string();
+    assert!(!text.contains("argon2"), "{text}");
+    f.call("GET", "/api/v1/audit", Some(&f.admin), "").await; // scanned for the password
+
+    // Another tenant's networks: refused, without naming that tenant to a tenant token.
+    f.service
+        .add_connector(
+            &"fabrikam".parse().unwrap(),
+            "hq",
+            signet_app::NewConnector::Networks(vec!["198.51.100.0/24".parse().unwrap()]),
+        )
+        .await
+        .unwrap();
+    let overlap = f
+        .call(
+            "POST",
+            "/api/v1/connectors",
+            Some(&f.contoso),
+            r#"{"tenant": "contoso", "name": "x", "from": ["198.51.100.0/25"]}"#,
+        )
+        .await;
+    assert_eq!(overlap.status, StatusCode::CONFLICT);
+    assert!(
+        !message(&overlap).contains("fabrikam"),
+        "{}",
+        message(&overlap)
+    );
+    assert!(!message(&overlap).contains("hq"), "{}", message(&overlap));
+    let told = f
+        .call(
+            "POST",
+            "/api/v1/connectors",
+            Some(&f.admin),
+            r#"{"tenant": "contoso", "name": "x", "from": ["198.51.100.0/25"]}"#,
+        )
+        .await;
+    assert!(message(&told).contains("fabrikam"), "{}", message(&told));
+
+    let mine = f
+        .call("GET", "/api/v1/connectors", Some(&f.contoso), "")
+        .await;
+    assert!(names(&mine, "tenant").iter().all(|t| t == "contoso"));
+    let all = f
+        .call("GET", "/api/v1/connectors", Some(&f.admin), "")
+        .await;
+    assert_eq!(names(&all, "name").len(), 3);
+    assert_hidden(
+        &f,
+        "GET",
+        (
+            "/api/v1/connectors?tenant=fabrikam",
+            "/api/v1/connectors?tenant=nobody",
+        ),
+        ("fabrikam", "nobody"),
+        ("", ""),
+    )
+    .await;
+    assert_hidden(
+        &f,
+        "POST",
+        ("/api/v1/connectors", "/api/v1/connectors"),
+        ("fabrikam", "nobody"),
+        (
+            r#"{"tenant": "fabrikam", "name": "y", "from": ["203.0.113.0/24"]}"#,
+            r#"{"tenant": "nobody", "name": "y", "from": ["203.0.113.0/24"]}"#,
+        ),
+    )
+    .await;
+    assert_hidden(
+        &f,
+        "DELETE",
+        (
+            "/api/v1/connectors/fabrikam/hq",
+            "/api/v1/connectors/nobody/hq",
+        ),
+        ("fabrikam", "nobody"),
+        ("", ""),
+    )
+    .await;
+    assert_eq!(f.service.connectors(None).await.unwrap().len(), 3);
+
+    for (body, field) in [
+        (r#"{"tenant": "contoso", "name": "z"}"#, "from: is missing"),
+        (
+            r#"{"tenant": "contoso", "name": "z", "from": []}"#,
+            "from: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "from": ["10.0.0.0/33"]}"#,
+            "from: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "from": "10.0.0.0/8"}"#,
+            "from: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "a b", "from": ["10.0.0.0/8"]}"#,
+            "name: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "from": ["10.0.0.0/8"]}"#,
+            "name: is missing",
+        ),
+        (
+            r#"{"name": "z", "from": ["10.0.0.0/8"]}"#,
+            "tenant: is missing",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "login": "bob"}"#,
+            "password: is missing",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "login": "bob", "password": "short"}"#,
+            "password: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "login": "bob", "password": 12345678901234}"#,
+            "password: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "from": ["10.0.0.0/8"], "login": "bob"}"#,
+            "from: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "from": ["10.0.0.0/8"], "password": "x"}"#,
+            "password: ",
+        ),
+        (
+            r#"{"tenant": "contoso", "name": "z", "port": 25}"#,
+            "port: ",
+        ),
+    ] {
+        let bad = f
+            .call("POST", "/api/v1/connectors", Some(&f.contoso), body)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            message(&bad).starts_with(field),
+            "{body}: {}",
+            message(&bad)
+        );
+    }
+
+    let removed = f
+        .call(
+            "DELETE",
+            "/api/v1/connectors/contoso/office",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(last_audit(&f).await["what"], "connector.remove");
+    let gone = f
+        .call(
+            "DELETE",
+            "/api/v1/connectors/contoso/office",
+            Some(&f.contoso),
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}
+
+#[derive(Debug)]
+struct FakeRelay(u64);
+
+impl RelayCounters for FakeRelay {
+    fn samples(&self) -> Vec<CounterSample> {
+        vec![CounterSample {
+            name: "accepted",
+            help: "Messages spooled and answered 250.",
+            value: self.0,
+        }]
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_open_unless_a_token_is_set() {
+    let mut f = Fixture::new().await;
+    let state = ApiState::new(Arc::clone(&f.service), 3600).with_relay(Arc::new(FakeRelay(3)));
+    f.router = router(state.clone());
+    let (status, headers, text) = f.send("GET", "/metrics", None, "").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        text.contains("# TYPE signet_relay_accepted_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("signet_relay_accepted_total 3\n"), "{text}");
+    // contoso.com and fabrikam.com wait for their CNAMEs; the initial domains sign.
+    assert!(
+        text.contains("signet_configs{status=\"CnameMissing\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("signet_configs{status=\"Valid\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("signet_configs{status=\"NoDKIMKeys\"} 0\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "signet_build_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )));
+
+    f.router = router(state.with_metrics_token("scrape-me"));
+    for token in [None, Some("wrong"), Some(f.admin.as_str())] {
+        let refused = f.call("GET", "/metrics", token, "").await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(refused.body["error"]["code"], "unauthorized");
+    }
+    let (status, _, text) = f.send("GET", "/metrics", Some("scrape-me"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("signet_relay_accepted_total 3\n"));
 }

@@ -23,7 +23,7 @@ pub enum NewConnector {
 }
 
 /// The shortest password accepted for a submission login.
-const MINIMUM_PASSWORD: usize = 12;
+pub const MINIMUM_PASSWORD: usize = 12;
 
 impl<D: Dns, C: Clock> Service<D, C> {
     /// Adds a connector. Networks may not be "everyone" nor overlap another tenant's networks
@@ -33,6 +33,18 @@ impl<D: Dns, C: Clock> Service<D, C> {
         tenant: &TenantName,
         name: &str,
         new: NewConnector,
+    ) -> Result<Connector> {
+        self.add_connector_telling(tenant, name, new, true).await
+    }
+
+    /// [`Service::add_connector`]; a clash with another tenant's networks names that tenant
+    /// and connector only when `reveal` (not to a tenant's own API token).
+    pub(crate) async fn add_connector_telling(
+        &self,
+        tenant: &TenantName,
+        name: &str,
+        new: NewConnector,
+        reveal: bool,
     ) -> Result<Connector> {
         check_name(name)?;
         let kind = match new {
@@ -80,9 +92,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         };
         let mut tx = self.store.begin_write().await?;
         if tx.tenant(tenant).await?.is_none() {
-            return Err(AppError::NotFound(format!(
-                "tenant '{tenant}' does not exist"
-            )));
+            return Err(crate::tenancy::no_tenant(tenant));
         }
         for existing in tx.connectors(None).await? {
             if existing.tenant == *tenant && existing.name == name {
@@ -90,7 +100,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
                     "tenant '{tenant}' already has a connector named '{name}'"
                 )));
             }
-            clash(&existing, &connector)?;
+            clash(&existing, &connector, reveal)?;
         }
         tx.insert_connector(&connector).await?;
         self.record(
@@ -202,7 +212,8 @@ fn hash_password(password: &str) -> std::result::Result<String, password_hash::E
         .to_string())
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// Refuses a connector name other than letters, digits, '-', '_', '.' (at most 64).
+pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -217,18 +228,25 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// Refuses a connector that would make a client or a login ambiguous.
-fn clash(existing: &Connector, new: &Connector) -> Result<()> {
+/// Refuses a connector that would make a client or a login ambiguous; names the other tenant's
+/// connector only when `reveal`.
+fn clash(existing: &Connector, new: &Connector, reveal: bool) -> Result<()> {
     match (&existing.kind, &new.kind) {
         (ConnectorKind::Networks(old), ConnectorKind::Networks(wanted))
             if existing.tenant != new.tenant =>
         {
             for a in wanted {
                 if let Some(b) = old.iter().find(|b| a.overlaps(**b)) {
-                    return Err(AppError::Refused(format!(
-                        "{a} overlaps {b} of tenant '{}' (connector '{}'): a client must belong to one tenant",
-                        existing.tenant, existing.name
-                    )));
+                    return Err(AppError::Refused(if reveal {
+                        format!(
+                            "{a} overlaps {b} of tenant '{}' (connector '{}'): a client must belong to one tenant",
+                            existing.tenant, existing.name
+                        )
+                    } else {
+                        format!(
+                            "{a} overlaps another tenant's network: a client must belong to one tenant"
+                        )
+                    }));
                 }
             }
             Ok(())

@@ -31,7 +31,10 @@ use signet_keys::{
 };
 use signet_store::{AcceptedDomain, Store, StoreError, Tx};
 
-pub use connectors::{Login, NewConnector, check_password, describe as describe_connector};
+pub use connectors::{
+    Login, MINIMUM_PASSWORD, NewConnector, check_name as check_connector_name, check_password,
+    describe as describe_connector,
+};
 pub use lifecycle::{
     ConfigPage, DkimView, MissingCnames, NewOptions, PageKey, Records, SelectorFinding, SetOptions,
     ZoneContents,
@@ -40,6 +43,7 @@ pub use scheduler::TickReport;
 pub use signet_signer::SigningPolicy;
 pub use signet_store::{ApiToken, AuditEntry};
 pub use signing::SignOutcome;
+pub use tokens::manages_tenants;
 
 /// Where time comes from. Tests use a fake; nothing in signet sleeps until a deadline.
 pub trait Clock: Send + Sync {

@@ -211,6 +211,26 @@ impl<D: Dns, C: Clock> Service<D, C> {
         Ok(views)
     }
 
+    /// How many configs are in each `Status` (every status, zero included), as `signet dkim
+    /// get` would show them: accepted domains without a config count as `NoDKIMKeys`.
+    pub async fn config_counts(&self) -> Result<Vec<(Status, u64)>> {
+        let mut counts = [
+            (Status::NoDkimKeys, 0),
+            (Status::CnameMissing, 0),
+            (Status::Valid, 0),
+        ];
+        for view in self.configs(None).await? {
+            let status = match &view {
+                DkimView::Configured(config) => config.status(),
+                DkimView::Unconfigured(_) => Status::NoDkimKeys,
+            };
+            if let Some((_, n)) = counts.iter_mut().find(|(s, _)| *s == status) {
+                *n += 1;
+            }
+        }
+        Ok(counts.to_vec())
+    }
+
     /// At most `limit` configs (with accepted domains that have none, as [`Self::configs`]),
     /// of one tenant or all, in the order of [`Self::configs`], starting after `after`.
     pub async fn configs_page(

@@ -84,9 +84,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
     pub async fn remove_tenant(&self, name: &TenantName) -> Result<()> {
         let mut tx = self.store.begin_write().await?;
         if tx.tenant(name).await?.is_none() {
-            return Err(AppError::NotFound(format!(
-                "tenant '{name}' does not exist"
-            )));
+            return Err(no_tenant(name));
         }
         let domains = tx.domains(Some(name)).await?;
         let custom: Vec<_> = domains
@@ -144,6 +142,17 @@ impl<D: Dns, C: Clock> Service<D, C> {
         tenant: &TenantName,
         domain: &DomainName,
     ) -> Result<SigningConfig> {
+        self.add_domain_telling(tenant, domain, true).await
+    }
+
+    /// [`Service::add_domain`]; a domain another tenant has is said to be taken, naming that
+    /// tenant only when `reveal` (not to a tenant's own API token).
+    pub(crate) async fn add_domain_telling(
+        &self,
+        tenant: &TenantName,
+        domain: &DomainName,
+        reveal: bool,
+    ) -> Result<SigningConfig> {
         let zone = &self.settings.zone;
         if domain.is_within(zone.name()) {
             return Err(AppError::Refused(format!(
@@ -160,10 +169,14 @@ impl<D: Dns, C: Clock> Service<D, C> {
             )));
         }
         if let Some(existing) = tx.domain(domain).await? {
-            return Err(AppError::Refused(format!(
-                "{domain} is already an accepted domain of tenant '{}'",
-                existing.tenant
-            )));
+            return Err(AppError::Refused(if reveal || existing.tenant == *tenant {
+                format!(
+                    "{domain} is already an accepted domain of tenant '{}'",
+                    existing.tenant
+                )
+            } else {
+                format!("{domain} is already an accepted domain of another tenant")
+            }));
         }
         if let Some(clash) = tx.domain_by_dashed(tenant, &domain.dashed()).await? {
             return Err(AppError::Refused(format!(
@@ -200,9 +213,7 @@ impl<D: Dns, C: Clock> Service<D, C> {
         if let Some(tenant) = tenant
             && tx.tenant(tenant).await?.is_none()
         {
-            return Err(AppError::NotFound(format!(
-                "tenant '{tenant}' does not exist"
-            )));
+            return Err(no_tenant(tenant));
         }
         Ok(tx.domains(tenant).await?)
     }
@@ -261,6 +272,10 @@ impl<D: Dns, C: Clock> Service<D, C> {
             changed: now,
         }
     }
+}
+
+pub(crate) fn no_tenant(name: &TenantName) -> AppError {
+    AppError::NotFound(format!("tenant '{name}' does not exist"))
 }
 
 pub(crate) fn not_accepted(domain: &DomainName) -> AppError {

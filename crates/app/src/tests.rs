@@ -966,6 +966,134 @@ async fn tokens_are_shown_once_and_see_their_tenant_only() {
     assert_eq!(f.service.token_for(secret.expose()).await.unwrap(), None);
 }
 
+/// Tenants, domains and connectors as a tenant token sees them: its own only; another tenant's
+/// tenant is as absent as one that never existed; refusals do not name another tenant.
+#[tokio::test]
+async fn a_tenant_scope_sees_its_own_tenant_domains_and_connectors() {
+    use signet_keys::TokenScope;
+    let f = contoso().await;
+    let contoso: TenantName = "contoso".parse().unwrap();
+    let fabrikam: TenantName = "fabrikam".parse().unwrap();
+    let nobody: TenantName = "nobody".parse().unwrap();
+    f.service.add_tenant(&fabrikam).await.unwrap();
+    f.service
+        .add_domain(&fabrikam, &d("fabrikam.com"))
+        .await
+        .unwrap();
+    let hq = NewConnector::Networks(vec!["198.51.100.0/24".parse().unwrap()]);
+    f.service.add_connector(&fabrikam, "hq", hq).await.unwrap();
+    let mine = TokenScope::Tenant(contoso.clone());
+    assert!(!crate::manages_tenants(&mine));
+    assert!(crate::manages_tenants(&TokenScope::Admin));
+
+    let tenants = f.service.visible_tenants(&mine).await.unwrap();
+    assert_eq!(
+        tenants.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["contoso"]
+    );
+    assert_eq!(
+        f.service
+            .visible_tenants(&TokenScope::Admin)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let theirs = f
+        .service
+        .visible_tenant(&mine, &fabrikam)
+        .await
+        .unwrap_err();
+    let absent = f.service.visible_tenant(&mine, &nobody).await.unwrap_err();
+    assert!(matches!(theirs, AppError::NotFound(_)));
+    assert_eq!(
+        theirs.to_string().replace("fabrikam", "X"),
+        absent.to_string().replace("nobody", "X")
+    );
+
+    let domains = f.service.visible_domains(&mine, None).await.unwrap();
+    assert!(domains.iter().all(|d| d.tenant == contoso), "{domains:?}");
+    assert!(
+        f.service
+            .visible_domains(&mine, Some(&fabrikam))
+            .await
+            .is_err()
+    );
+    let all = f
+        .service
+        .visible_domains(&TokenScope::Admin, None)
+        .await
+        .unwrap();
+    assert!(all.iter().any(|d| d.tenant == fabrikam));
+
+    let taken = f
+        .service
+        .add_visible_domain(&mine, &contoso, &d("fabrikam.com"))
+        .await
+        .unwrap_err();
+    assert!(!taken.to_string().contains("fabrikam'"), "{taken}");
+    let hidden = f
+        .service
+        .add_visible_domain(&mine, &fabrikam, &d("fabrikam.org"))
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, AppError::NotFound(_)));
+
+    let overlap = NewConnector::Networks(vec!["198.51.100.0/25".parse().unwrap()]);
+    let refused = f
+        .service
+        .add_visible_connector(&mine, &contoso, "lan", overlap.clone())
+        .await
+        .unwrap_err();
+    assert!(!refused.to_string().contains("fabrikam"), "{refused}");
+    let told = f
+        .service
+        .add_visible_connector(&TokenScope::Admin, &contoso, "lan", overlap)
+        .await
+        .unwrap_err();
+    assert!(told.to_string().contains("fabrikam"), "{told}");
+    assert!(
+        f.service
+            .visible_connectors(&mine, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        f.service
+            .visible_connectors(&mine, Some(&fabrikam))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        f.service
+            .visible_connectors(&TokenScope::Admin, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn configs_are_counted_by_status() {
+    let f = contoso().await;
+    let counts = |c: Vec<(signet_keys::Status, u64)>| {
+        c.into_iter()
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counts(f.service.config_counts().await.unwrap()),
+        ["NoDKIMKeys=0", "CnameMissing=1", "Valid=1"]
+    );
+    f.service.remove_config(&d("contoso.com")).await.unwrap();
+    assert_eq!(
+        counts(f.service.config_counts().await.unwrap()),
+        ["NoDKIMKeys=1", "CnameMissing=0", "Valid=1"]
+    );
+}
+
 #[tokio::test]
 async fn configs_come_page_by_page() {
     let f = contoso().await;

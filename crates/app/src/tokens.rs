@@ -4,12 +4,19 @@
 //! so a token cannot even learn which domains other tenants have.
 
 use serde_json::json;
-use signet_keys::{DomainName, TokenDigest, TokenName, TokenScope, TokenSecret};
-use signet_store::{AcceptedDomain, ApiToken, AuditEntry};
+use signet_keys::{DomainName, TenantName, TokenDigest, TokenName, TokenScope, TokenSecret};
+use signet_store::{AcceptedDomain, ApiToken, AuditEntry, Connector, Tenant};
 
+use crate::connectors::NewConnector;
 use crate::lifecycle::{ConfigPage, PageKey, refuse_routing};
-use crate::tenancy::not_accepted;
+use crate::tenancy::{no_tenant, not_accepted};
 use crate::{AppError, Clock, Dns, Result, Service};
+
+/// Whether `scope` may make and remove tenants: an admin token only. To a tenant token these
+/// calls do not exist at all (the API answers as to an unknown endpoint).
+pub fn manages_tenants(scope: &TokenScope) -> bool {
+    scope.tenant().is_none()
+}
 
 impl<D: Dns, C: Clock> Service<D, C> {
     /// Makes a token for `scope`; the returned secret is the only copy of its text.
@@ -103,6 +110,79 @@ impl<D: Dns, C: Clock> Service<D, C> {
             .ok_or_else(|| not_accepted(domain))?;
         refuse_routing(&accepted)?;
         Ok(accepted)
+    }
+
+    /// The tenants `scope` may see: every one for an admin, its own for a tenant token.
+    pub async fn visible_tenants(&self, scope: &TokenScope) -> Result<Vec<Tenant>> {
+        let tenants = self.tenants().await?;
+        Ok(tenants
+            .into_iter()
+            .filter(|t| scope.sees(&t.name))
+            .collect())
+    }
+
+    /// The tenant `name` as `scope` sees it: another tenant is not found, with the very error
+    /// an absent one gives.
+    pub async fn visible_tenant(&self, scope: &TokenScope, name: &TenantName) -> Result<Tenant> {
+        self.store
+            .begin()
+            .await?
+            .tenant(name)
+            .await?
+            .filter(|t| scope.sees(&t.name))
+            .ok_or_else(|| no_tenant(name))
+    }
+
+    /// The accepted domains `scope` may see, of one tenant or all, as `signet domain list`.
+    pub async fn visible_domains(
+        &self,
+        scope: &TokenScope,
+        tenant: Option<&TenantName>,
+    ) -> Result<Vec<AcceptedDomain>> {
+        if let Some(tenant) = tenant {
+            self.visible_tenant(scope, tenant).await?;
+        }
+        self.domains(tenant.or(scope.tenant())).await
+    }
+
+    /// The connectors `scope` may see, of one tenant or all, as `signet connector list`.
+    pub async fn visible_connectors(
+        &self,
+        scope: &TokenScope,
+        tenant: Option<&TenantName>,
+    ) -> Result<Vec<Connector>> {
+        if let Some(tenant) = tenant {
+            self.visible_tenant(scope, tenant).await?;
+        }
+        self.connectors(tenant.or(scope.tenant())).await
+    }
+
+    /// [`Service::add_domain`] for `scope`: only to a tenant it sees, and a domain another
+    /// tenant has is not said to be whose to a tenant token.
+    pub async fn add_visible_domain(
+        &self,
+        scope: &TokenScope,
+        tenant: &TenantName,
+        domain: &DomainName,
+    ) -> Result<signet_keys::SigningConfig> {
+        self.visible_tenant(scope, tenant).await?;
+        self.add_domain_telling(tenant, domain, manages_tenants(scope))
+            .await
+    }
+
+    /// [`Service::add_connector`] for `scope`: only to a tenant it sees, and a refusal because
+    /// of another tenant's networks does not name that tenant or its connector to a tenant
+    /// token.
+    pub async fn add_visible_connector(
+        &self,
+        scope: &TokenScope,
+        tenant: &TenantName,
+        name: &str,
+        new: NewConnector,
+    ) -> Result<Connector> {
+        self.visible_tenant(scope, tenant).await?;
+        self.add_connector_telling(tenant, name, new, manages_tenants(scope))
+            .await
     }
 
     /// A page of the configs `scope` may see.

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 use signet_keys::{KeyZone, SigningConfig, SigningMode, Slot, Timestamp};
-use signet_store::AuditEntry;
+use signet_store::{AcceptedDomain, AuditEntry, Connector, ConnectorKind, Tenant};
 
 use crate::{DkimView, Records};
 
@@ -157,7 +157,54 @@ fn configured(c: &SigningConfig, zone: &KeyZone) -> Vec<Property> {
     ]
 }
 
-/// A config's properties as one JSON object with the snake_case names, in their order.
+/// `signet tenant list`, one row: `Name`, `InitialDomain`, `WhenCreated`.
+pub fn tenant_properties(tenant: &Tenant, zone: &KeyZone) -> Vec<Property> {
+    let initial = zone
+        .initial_domain(&tenant.name)
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    vec![
+        property("Name", "name", tenant.name.as_str()),
+        property("InitialDomain", "initial_domain", initial),
+        property("WhenCreated", "when_created", tenant.created.rfc3339()),
+    ]
+}
+
+/// `signet domain list`, one row: `Name`, `Tenant`, `Kind`, `WhenCreated`.
+pub fn domain_properties(domain: &AcceptedDomain) -> Vec<Property> {
+    vec![
+        property("Name", "name", domain.name.as_str()),
+        property("Tenant", "tenant", domain.tenant.as_str()),
+        property("Kind", "kind", domain.kind.to_string()),
+        property("WhenCreated", "when_created", domain.created.rfc3339()),
+    ]
+}
+
+/// `signet connector list`, one row: `Tenant`, `Name`, `Kind` (`relay` or `submission`),
+/// `Clients` (the networks, or `login USER`), `WhenCreated`. Never the password hash.
+pub fn connector_properties(connector: &Connector) -> Vec<Property> {
+    let (kind, clients) = match &connector.kind {
+        ConnectorKind::Networks(networks) => (
+            "relay",
+            networks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ConnectorKind::Login { username, .. } => ("submission", format!("login {username}")),
+    };
+    vec![
+        property("Tenant", "tenant", connector.tenant.as_str()),
+        property("Name", "name", connector.name.as_str()),
+        property("Kind", "kind", kind),
+        property("Clients", "clients", clients),
+        property("WhenCreated", "when_created", connector.created.rfc3339()),
+    ]
+}
+
+/// Properties (a config's, or a row of a list) as one JSON object with the snake_case names, in
+/// their order.
 pub fn config_json(properties: &[Property]) -> Value {
     Value::Object(
         properties

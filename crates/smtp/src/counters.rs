@@ -42,7 +42,8 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 10] = [
+    /// Every counter, in the order of the log line.
+    pub const ALL: [Counter; 10] = [
         Counter::Accepted,
         Counter::Signed,
         Counter::Refused,
@@ -54,6 +55,22 @@ impl Counter {
         Counter::Deferred,
         Counter::Bounced,
     ];
+
+    /// What it counts, in a line (the `# HELP` of `/metrics`).
+    pub fn help(self) -> &'static str {
+        match self {
+            Counter::Accepted => "Messages spooled and answered 250.",
+            Counter::Signed => "Messages that got a DKIM signature and were spooled.",
+            Counter::Refused => "Replies with a 5xx to a client after the greeting.",
+            Counter::Tempfailed => "Replies with a 4xx to a client after the greeting.",
+            Counter::TurnedAway => "Connections refused before the greeting.",
+            Counter::TimedOut => "Sessions closed because the client ran out of time.",
+            Counter::Lockout => "Logins locked after too many failed AUTH attempts.",
+            Counter::Delivered => "Recipients the next hop took.",
+            Counter::Deferred => "Recipients the next hop put off, tried again later.",
+            Counter::Bounced => "Recipients given up on and reported in a DSN.",
+        }
+    }
 
     /// Its name in the log line.
     pub fn name(self) -> &'static str {
