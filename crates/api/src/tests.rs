@@ -1245,7 +1245,11 @@ async fn verify_answers_the_cli_report_and_503_when_dns_times_out() {
             MESSAGE,
         )
         .await;
-    assert_eq!(refused.status, StatusCode::OK, "a failing message is a report");
+    assert_eq!(
+        refused.status,
+        StatusCode::OK,
+        "a failing message is a report"
+    );
     assert_eq!(refused.body["spf"]["result"], "fail");
     assert_eq!(refused.body["verdict"], "fail");
 
@@ -1263,12 +1267,25 @@ async fn verify_answers_the_cli_report_and_503_when_dns_times_out() {
         )
         .await;
     assert_eq!(bad_ip.status, StatusCode::BAD_REQUEST);
-    assert!(message(&bad_ip).starts_with("client_ip: "), "{}", message(&bad_ip));
+    assert!(
+        message(&bad_ip).starts_with("client_ip: "),
+        "{}",
+        message(&bad_ip)
+    );
     let unknown = f
-        .call("POST", "/api/v1/verify?clientip=1.2.3.4", Some(&f.admin), MESSAGE)
+        .call(
+            "POST",
+            "/api/v1/verify?clientip=1.2.3.4",
+            Some(&f.admin),
+            MESSAGE,
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert!(message(&unknown).starts_with("clientip: "), "{}", message(&unknown));
+    assert!(
+        message(&unknown).starts_with("clientip: "),
+        "{}",
+        message(&unknown)
+    );
     let huge = format!("{MESSAGE}{}", "a".repeat(BODY_LIMIT));
     let too_large = f.call("POST", uri, Some(&f.admin), &huge).await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -1278,7 +1295,12 @@ async fn verify_answers_the_cli_report_and_503_when_dns_times_out() {
             .with_verifier(verifier("contoso.com TXT TIMEOUT\n").await),
     );
     let later = f.call("POST", uri, Some(&f.admin), MESSAGE).await;
-    assert_eq!(later.status, StatusCode::SERVICE_UNAVAILABLE, "{}", later.body);
+    assert_eq!(
+        later.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        later.body
+    );
     assert_eq!(later.body["error"]["code"], "dns_unavailable");
     assert_eq!(later.body["error"]["report"]["verdict"], "temperror");
     assert!(later.retry_after.is_some());
@@ -1290,7 +1312,9 @@ async fn analyze_explains_the_headers_without_dns() {
     let headers = "Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=contoso.com;\r\n \
         dkim=pass header.d=contoso.com\r\nFrom: joe@contoso.com\r\n";
     for token in [&f.admin, &f.contoso] {
-        let ok = f.call("POST", "/api/v1/analyze", Some(token), headers).await;
+        let ok = f
+            .call("POST", "/api/v1/analyze", Some(token), headers)
+            .await;
         assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
         let first = &ok.body["headers"][0];
         assert_eq!(first["name"], "Authentication-Results", "{}", ok.body);
@@ -1303,10 +1327,14 @@ async fn analyze_explains_the_headers_without_dns() {
     }
     let stranger = f.call("POST", "/api/v1/analyze", None, headers).await;
     assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
-    let empty = f.call("POST", "/api/v1/analyze", Some(&f.admin), "\r\n").await;
+    let empty = f
+        .call("POST", "/api/v1/analyze", Some(&f.admin), "\r\n")
+        .await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
     assert!(message(&empty).starts_with("body: "), "{}", message(&empty));
     let huge = format!("{headers}\r\n{}", "a".repeat(BODY_LIMIT));
-    let too_large = f.call("POST", "/api/v1/analyze", Some(&f.admin), &huge).await;
+    let too_large = f
+        .call("POST", "/api/v1/analyze", Some(&f.admin), &huge)
+        .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
