@@ -140,9 +140,9 @@ pub async fn for_server(config: &Config) -> Result<Verifier> {
     {
         settings.timeout = Duration::from_secs(seconds.max(1));
     }
-    Ok(Verifier::new(settings)
+    Verifier::new(settings)
         .await
-        .context("cannot build the verifier for the HTTP API")?)
+        .context("cannot build the verifier for the HTTP API")
 }
 
 pub fn read_message(path: &Path) -> Result<Vec<u8>> {

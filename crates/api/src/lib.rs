@@ -3,7 +3,7 @@
 //! the property names; the README's "HTTP API" for the endpoints).
 //!
 //! Requests carry `Authorization: Bearer TOKEN` (`signet token add`); a tenant token sees its own
-//! tenant's domains only, anything else answering 404 as if absent. Changes are audited as
+//! tenant's domains (and queued messages) only, anything else answering 404 as if absent. Changes are audited as
 //! `token:NAME`. Errors are `{"error": {"code": "...", "message": "..."}}`. The router is a
 //! value, so tests drive it without sockets; [`serve`] puts it on a listener.
 //!
