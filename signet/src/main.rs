@@ -754,6 +754,42 @@ async fn dkim(command: DkimCommand, service: &Signet) -> Result<()> {
     Ok(())
 }
 
+/// A time as RFC 3339 (UTC, seconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let seconds = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    signet_keys::Timestamp::from_unix(seconds).rfc3339()
+}
+
+/// The queue as `signet queue list` and `GET /api/v1/queue` show it; an entry removed while
+/// listing is left out.
+pub(crate) fn queue_entries(
+    spool: &signet_smtp::spool::Spool,
+) -> Result<Vec<signet_api::QueueEntry>, signet_smtp::Error> {
+    let mut entries = Vec::new();
+    for id in spool.list()? {
+        let Ok(e) = spool.envelope(id) else { continue };
+        entries.push(signet_api::QueueEntry {
+            id: id.to_string(),
+            tenant: e.tenant.clone(),
+            from: e
+                .sender
+                .as_ref()
+                .map_or_else(|| "<>".to_string(), ToString::to_string),
+            to: e
+                .recipients
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            attempts: e.attempts,
+            next_attempt: rfc3339(e.next_attempt),
+        });
+    }
+    Ok(entries)
+}
+
 fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
     use signet_smtp::spool::{QueueId, Spool};
     let spool = Spool::open_alongside(data_dir.join("spool")).context("cannot open the queue")?;
@@ -761,38 +797,35 @@ fn queue(data_dir: &Path, command: QueueCommand) -> Result<()> {
         id.parse::<QueueId>()
             .map_err(|_| anyhow::anyhow!("'{id}' is not a queue id"))
     };
-    let when = |t: std::time::SystemTime| {
-        let seconds = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        signet_keys::Timestamp::from_unix(seconds).rfc3339()
-    };
+    let when = rfc3339;
     match command {
         QueueCommand::List { format } => {
-            let mut rows = Vec::new();
-            for id in spool.list()? {
-                let Ok(e) = spool.envelope(id) else { continue };
-                let sender = e
-                    .sender
-                    .as_ref()
-                    .map_or_else(|| "<>".to_string(), ToString::to_string);
-                let recipients: Vec<String> =
-                    e.recipients.iter().map(ToString::to_string).collect();
-                rows.push(vec![
-                    id.to_string(),
-                    e.tenant.clone(),
-                    sender,
-                    recipients.join(" "),
-                    e.attempts.to_string(),
-                    when(e.next_attempt),
-                ]);
+            let entries = queue_entries(&spool)?;
+            match format {
+                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+                TableFormat::Table => {
+                    let rows: Vec<Vec<String>> = entries
+                        .into_iter()
+                        .map(|e| {
+                            vec![
+                                e.id,
+                                e.tenant,
+                                e.from,
+                                e.to,
+                                e.attempts.to_string(),
+                                e.next_attempt,
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        output::plain_table(
+                            &["Id", "Tenant", "From", "To", "Attempts", "NextAttempt"],
+                            &rows
+                        )
+                    );
+                }
             }
-            print_rows(
-                &["Id", "Tenant", "From", "To", "Attempts", "NextAttempt"],
-                &["id", "tenant", "from", "to", "attempts", "next_attempt"],
-                &rows,
-                format,
-            );
         }
         QueueCommand::Show { id } => {
             let (e, message) = spool.load(parse(&id)?)?;

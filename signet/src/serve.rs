@@ -127,8 +127,13 @@ async fn spawn_http(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| cannot_listen("HTTP API listener", listen, &e.into()))?;
+    let spool = signet_smtp::spool::Spool::open_alongside(config.data_dir.join("spool"))
+        .context("cannot open the queue for the HTTP API")?;
+    let verifier = crate::verify_cmd::for_server(config).await?;
     let mut state = signet_api::ApiState::new(Arc::clone(service), config.dns.ttl)
-        .with_relay(Arc::new(RelayMetrics(counters)));
+        .with_relay(Arc::new(RelayMetrics(counters)))
+        .with_queue(Arc::new(SpoolQueue(spool)))
+        .with_verifier(Arc::new(verifier));
     if let Some(token) = &config.http.metrics_token {
         state = state.with_metrics_token(&token.0);
     }
@@ -156,6 +161,16 @@ impl signet_api::RelayCounters for RelayMetrics {
                 value: self.0.value(counter),
             })
             .collect()
+    }
+}
+
+/// The spool as `GET /api/v1/queue` lists it, opened alongside the delivery worker's.
+#[derive(Debug)]
+struct SpoolQueue(signet_smtp::spool::Spool);
+
+impl signet_api::QueueView for SpoolQueue {
+    fn entries(&self) -> std::result::Result<Vec<signet_api::QueueEntry>, String> {
+        crate::queue_entries(&self.0).map_err(|e| e.to_string())
     }
 }
 

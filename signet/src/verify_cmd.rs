@@ -125,6 +125,26 @@ fn verifier_config(data_dir: &Path, args: &VerifyArgs) -> Result<VerifierConfig>
     Ok(config)
 }
 
+/// The verifier `signet serve` lends the HTTP API (`POST /api/v1/verify`): `[resolver]`'s
+/// servers and timeout, this machine's name as the authserv-id.
+pub async fn for_server(config: &Config) -> Result<Verifier> {
+    let resolution = if config.resolver.nameservers.is_empty() {
+        Resolution::System
+    } else {
+        Resolution::Nameservers(config.resolver.nameservers.clone())
+    };
+    let mut settings = VerifierConfig::new(host_name(), resolution);
+    if let Some(seconds) = u64::try_from(config.resolver.timeout.seconds())
+        .ok()
+        .filter(|seconds| *seconds > 0)
+    {
+        settings.timeout = Duration::from_secs(seconds.max(1));
+    }
+    Verifier::new(settings)
+        .await
+        .context("cannot build the verifier for the HTTP API")
+}
+
 pub fn read_message(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut raw = Vec::new();

@@ -147,10 +147,11 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
     let port = customer.port;
     drop(customer);
     let records: Vec<(String, String)> = [1, 2].into_iter().map(cname).collect();
-    let rows: Vec<(&str, &str, &str)> = records
+    let mut rows: Vec<(&str, &str, &str)> = records
         .iter()
         .map(|(name, target)| (name.as_str(), "CNAME", target.as_str()))
         .collect();
+    rows.push(("@", "TXT", "\"v=spf1 ip4:192.0.2.1 -all\""));
     let _customer = Knot::start_on(
         port,
         &[("contoso.com", customer_zone("contoso.com", &rows))],
@@ -181,6 +182,50 @@ fn the_api_enables_once_the_cnames_are_served_and_rotates() {
         (&last["who"], &last["what"]),
         (&Value::from("token:ops"), &Value::from("dkim.rotate"))
     );
+
+    // Verify resolves through [resolver] (Knot here), as `signet verify --json` does; analyze
+    // needs no DNS. Any token may call them.
+    let mail =
+        "From: Joe <joe@contoso.com>\r\nTo: ann@example.org\r\nSubject: hi\r\n\r\nHello.\r\n";
+    let verify = format!(
+        "{base}/api/v1/verify?client_ip=192.0.2.1&helo=app.contoso.com&mail_from=joe@contoso.com"
+    );
+    let (status, report) = http("POST", &verify, Some(&token), mail);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["spf"]["result"], "pass", "{report}");
+    let file = signet.dir.path().join("verify.eml");
+    std::fs::write(&file, mail).unwrap();
+    let cli = signet.run(&[
+        "verify",
+        "--json",
+        "--client-ip",
+        "192.0.2.1",
+        "--helo",
+        "app.contoso.com",
+        "--mail-from",
+        "joe@contoso.com",
+        file.to_str().unwrap(),
+    ]);
+    let cli: Value = serde_json::from_str(&cli.stdout).unwrap();
+    assert_eq!(report, cli, "the API and signet verify --json agree");
+    let (status, bad) = http("POST", &format!("{verify}&client_ip=x"), Some(&token), mail);
+    assert_eq!(status, 400, "{bad}");
+    let analyzed = "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=contoso.com\r\n";
+    let (status, analysis) = http(
+        "POST",
+        &format!("{base}/api/v1/analyze"),
+        Some(&token),
+        analyzed,
+    );
+    assert_eq!(status, 200, "{analysis}");
+    std::fs::write(&file, analyzed).unwrap();
+    let cli: Value = serde_json::from_str(
+        signet
+            .run(&["analyze", "--json", file.to_str().unwrap()])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(analysis, cli, "the API and signet analyze --json agree");
 
     signet.run(&["token", "remove", "ops"]).ok();
     assert_eq!(
@@ -244,7 +289,12 @@ fn an_admin_token_sets_up_a_tenant_and_metrics_count_relayed_mail() {
     let toml = signet.data_dir().join("signet.toml");
     let text = std::fs::read_to_string(&toml)
         .unwrap()
-        .replace("# metrics_token = ", "metrics_token = \"scrape-me\" # ");
+        .replace("# metrics_token = ", "metrics_token = \"scrape-me\" # ")
+        // Nothing listens there: relayed mail stays queued, deferred, for GET /queue.
+        .replace(
+            "# smart_host = \"mail.example.net:25\"",
+            &format!("smart_host = \"127.0.0.1:{}\" #", free_port()),
+        );
     std::fs::write(&toml, text).unwrap();
 
     let (http_port, relay_port) = (free_port(), free_port());
@@ -360,6 +410,31 @@ fn an_admin_token_sets_up_a_tenant_and_metrics_count_relayed_mail() {
         "{after}"
     );
     promtool_accepts(&after);
+
+    // The message waits in the queue (the smart host does not answer): the API lists it
+    // as `signet queue list --format json` does; another tenant's token does not see it.
+    let (status, queue) = http("GET", &api("/queue"), admin, "");
+    assert_eq!(status, 200, "{queue}");
+    let cli: Value =
+        serde_json::from_str(signet.run(&["queue", "list", "--format", "json"]).ok()).unwrap();
+    let ids = |list: &Value| -> Vec<(Value, Value)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["id"].clone(), e["tenant"].clone()))
+            .collect()
+    };
+    assert_eq!(ids(&queue), ids(&cli), "{queue} {cli}");
+    assert_eq!(queue[0]["tenant"], "contoso", "{queue}");
+    assert_eq!(queue[0]["to"], "ann@example.org", "{queue}");
+    http("POST", &api("/tenants"), admin, r#"{"name": "fabrikam"}"#);
+    let other = signet
+        .run(&["token", "add", "fab", "--tenant", "fabrikam"])
+        .ok()
+        .trim()
+        .to_string();
+    let (status, none) = http("GET", &api("/queue"), Some(&other), "");
+    assert_eq!((status, none), (200, Value::Array(Vec::new())));
     assert_eq!(server.stop(), Some(0));
 }
 

@@ -73,6 +73,19 @@ impl ApiError {
         )
     }
 
+    /// 500; `why` goes to the log only.
+    pub(crate) fn internal_because(why: &str) -> Self {
+        tracing::error!("api: {why}");
+        Self::internal()
+    }
+
+    /// 503 with `Retry-After`: a DNS lookup failed for now; `report` is what was found anyway.
+    pub(crate) fn dns_unavailable(why: &str, report: Value) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "dns_unavailable", why);
+        error.extra.insert("report".into(), report);
+        error
+    }
+
     fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,7 +3,7 @@
 //! the property names; the README's "HTTP API" for the endpoints).
 //!
 //! Requests carry `Authorization: Bearer TOKEN` (`signet token add`); a tenant token sees its own
-//! tenant's domains only, anything else answering 404 as if absent. Changes are audited as
+//! tenant's domains (and queued messages) only, anything else answering 404 as if absent. Changes are audited as
 //! `token:NAME`. Errors are `{"error": {"code": "...", "message": "..."}}`. The router is a
 //! value, so tests drive it without sockets; [`serve`] puts it on a listener.
 //!
@@ -17,7 +17,9 @@ mod directory;
 mod dkim;
 mod error;
 mod input;
+mod inspect;
 mod metrics;
+mod queue;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,18 +34,22 @@ use signet_keys::TokenDigest;
 
 pub use error::ApiError;
 pub use metrics::{CounterSample, RelayCounters};
+pub use queue::{QueueEntry, QueueView};
+pub use signet_verifier::Verifier;
 
 /// The largest request body accepted; more is refused with 413 before it is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What the handlers share: the use-cases, the TTL shown with records, and what `/metrics`
-/// reports and asks for.
+/// What the handlers share: the use-cases, the TTL shown with records, what `/metrics` reports
+/// and asks for, and the binary's queue and verifier (`/queue`, `/verify`; 404 without).
 #[derive(Debug)]
 pub struct ApiState<D, C> {
     service: Arc<Service<D, C>>,
     records_ttl: u32,
     relay: Option<Arc<dyn RelayCounters>>,
     metrics_token: Option<TokenDigest>,
+    queue: Option<Arc<dyn QueueView>>,
+    verifier: Option<Arc<Verifier>>,
 }
 
 impl<D, C> Clone for ApiState<D, C> {
@@ -53,6 +59,8 @@ impl<D, C> Clone for ApiState<D, C> {
             records_ttl: self.records_ttl,
             relay: self.relay.clone(),
             metrics_token: self.metrics_token.clone(),
+            queue: self.queue.clone(),
+            verifier: self.verifier.clone(),
         }
     }
 }
@@ -65,6 +73,8 @@ impl<D, C> ApiState<D, C> {
             records_ttl,
             relay: None,
             metrics_token: None,
+            queue: None,
+            verifier: None,
         }
     }
 
@@ -72,6 +82,20 @@ impl<D, C> ApiState<D, C> {
     #[must_use]
     pub fn with_relay(mut self, relay: Arc<dyn RelayCounters>) -> Self {
         self.relay = Some(relay);
+        self
+    }
+
+    /// `GET /queue` lists this queue.
+    #[must_use]
+    pub fn with_queue(mut self, queue: Arc<dyn QueueView>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// `POST /verify` verifies with this verifier (and its resolver).
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Arc<Verifier>) -> Self {
+        self.verifier = Some(verifier);
         self
     }
 
@@ -119,7 +143,10 @@ where
         )
         .route("/dkim/{domain}/rotate", post(dkim::rotate))
         .route("/records/{domain}", get(dkim::records))
-        .route("/audit", get(dkim::audit));
+        .route("/audit", get(dkim::audit))
+        .route("/queue", get(queue::list))
+        .route("/verify", post(inspect::verify))
+        .route("/analyze", post(inspect::analyze));
     Router::new()
         .nest("/api/v1", api)
         .route("/metrics", get(metrics::metrics))

@@ -1143,3 +1143,198 @@ async fn metrics_are_open_unless_a_token_is_set() {
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("signet_relay_accepted_total 3\n"));
 }
+
+#[derive(Debug)]
+struct FakeQueue(Vec<QueueEntry>);
+
+impl QueueView for FakeQueue {
+    fn entries(&self) -> Result<Vec<QueueEntry>, String> {
+        Ok(self.0.clone())
+    }
+}
+
+fn queued(id: &str, tenant: &str) -> QueueEntry {
+    QueueEntry {
+        id: id.into(),
+        tenant: tenant.into(),
+        from: format!("joe@{tenant}.com"),
+        to: "ann@example.org bob@example.org".into(),
+        attempts: 2,
+        next_attempt: "2027-01-15T08:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_queue_is_the_cli_json_and_a_tenant_sees_its_own() {
+    let mut f = Fixture::new().await;
+    let without = f.call("GET", "/api/v1/queue", Some(&f.admin), "").await;
+    assert_eq!(without.status, StatusCode::NOT_FOUND, "no queue handle");
+    let queue = FakeQueue(vec![
+        queued("40.1", "contoso"),
+        queued("40.2", "fabrikam"),
+        queued("40.3", "contoso"),
+    ]);
+    f.router = router(ApiState::new(Arc::clone(&f.service), 3600).with_queue(Arc::new(queue)));
+    let stranger = f.call("GET", "/api/v1/queue", None, "").await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    let all = f.call("GET", "/api/v1/queue", Some(&f.admin), "").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(names(&all, "id"), ["40.1", "40.2", "40.3"]);
+    assert_eq!(
+        all.body[0],
+        json!({
+            "id": "40.1", "tenant": "contoso", "from": "joe@contoso.com",
+            "to": "ann@example.org bob@example.org", "attempts": 2,
+            "next_attempt": "2027-01-15T08:00:00Z",
+        })
+    );
+    let own = f.call("GET", "/api/v1/queue", Some(&f.contoso), "").await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert_eq!(names(&own, "id"), ["40.1", "40.3"]);
+    assert_eq!(names(&own, "tenant"), ["contoso", "contoso"]);
+}
+
+/// A verifier answering from `records` (`name TYPE value` lines) on loopback.
+async fn verifier(records: &str) -> Arc<Verifier> {
+    let table = signet_verifier::RecordTable::parse(records).unwrap();
+    let mut config = signet_verifier::VerifierConfig::new(
+        "mx.example.net",
+        signet_verifier::Resolution::Answers(Arc::new(table)),
+    );
+    config.timeout = std::time::Duration::from_secs(1);
+    Arc::new(Verifier::new(config).await.unwrap())
+}
+
+const MESSAGE: &str = "From: joe@contoso.com\r\nTo: ann@example.org\r\nSubject: hi\r\n\
+    Message-ID: <1@contoso.com>\r\nDate: Fri, 4 Dec 2026 10:00:00 +0000\r\n\r\nHello.\r\n";
+
+#[tokio::test]
+async fn verify_answers_the_cli_report_and_503_when_dns_times_out() {
+    let mut f = Fixture::new().await;
+    let uri = "/api/v1/verify?client_ip=192.0.2.1&helo=mail.contoso.com&mail_from=joe@contoso.com";
+    let without = f.call("POST", uri, Some(&f.admin), MESSAGE).await;
+    assert_eq!(without.status, StatusCode::NOT_FOUND, "no verifier handle");
+    f.router = router(
+        ApiState::new(Arc::clone(&f.service), 3600).with_verifier(
+            verifier(
+                "contoso.com TXT v=spf1 ip4:192.0.2.1 -all\n\
+                 _dmarc.contoso.com TXT v=DMARC1; p=reject\n",
+            )
+            .await,
+        ),
+    );
+    for token in [&f.admin, &f.contoso] {
+        let ok = f.call("POST", uri, Some(token), MESSAGE).await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+        assert_eq!(ok.body["spf"]["result"], "pass", "{}", ok.body);
+        assert_eq!(ok.body["authserv_id"], "mx.example.net");
+        assert!(
+            ok.body["authentication_results"]
+                .as_str()
+                .unwrap()
+                .contains("spf=pass"),
+            "{}",
+            ok.body
+        );
+    }
+    let refused = f
+        .call(
+            "POST",
+            "/api/v1/verify?client_ip=203.0.113.9&mail_from=joe@contoso.com",
+            Some(&f.contoso),
+            MESSAGE,
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::OK,
+        "a failing message is a report"
+    );
+    assert_eq!(refused.body["spf"]["result"], "fail");
+    assert_eq!(refused.body["verdict"], "fail");
+
+    let stranger = f.call("POST", uri, None, MESSAGE).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    let empty = f.call("POST", uri, Some(&f.admin), "").await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(message(&empty).starts_with("body: "), "{}", message(&empty));
+    let bad_ip = f
+        .call(
+            "POST",
+            "/api/v1/verify?client_ip=300.1.2.3",
+            Some(&f.admin),
+            MESSAGE,
+        )
+        .await;
+    assert_eq!(bad_ip.status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&bad_ip).starts_with("client_ip: "),
+        "{}",
+        message(&bad_ip)
+    );
+    let unknown = f
+        .call(
+            "POST",
+            "/api/v1/verify?clientip=1.2.3.4",
+            Some(&f.admin),
+            MESSAGE,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        message(&unknown).starts_with("clientip: "),
+        "{}",
+        message(&unknown)
+    );
+    let huge = format!("{MESSAGE}{}", "a".repeat(BODY_LIMIT));
+    let too_large = f.call("POST", uri, Some(&f.admin), &huge).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    f.router = router(
+        ApiState::new(Arc::clone(&f.service), 3600)
+            .with_verifier(verifier("contoso.com TXT TIMEOUT\n").await),
+    );
+    let later = f.call("POST", uri, Some(&f.admin), MESSAGE).await;
+    assert_eq!(
+        later.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        later.body
+    );
+    assert_eq!(later.body["error"]["code"], "dns_unavailable");
+    assert_eq!(later.body["error"]["report"]["verdict"], "temperror");
+    assert!(later.retry_after.is_some());
+}
+
+#[tokio::test]
+async fn analyze_explains_the_headers_without_dns() {
+    let f = Fixture::new().await;
+    let headers = "Authentication-Results: mx.example.net; spf=pass smtp.mailfrom=contoso.com;\r\n \
+        dkim=pass header.d=contoso.com\r\nFrom: joe@contoso.com\r\n";
+    for token in [&f.admin, &f.contoso] {
+        let ok = f
+            .call("POST", "/api/v1/analyze", Some(token), headers)
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+        let first = &ok.body["headers"][0];
+        assert_eq!(first["name"], "Authentication-Results", "{}", ok.body);
+        assert!(ok.body["hops"].is_array());
+        assert_eq!(
+            ok.body,
+            serde_json::to_value(signet_verifier::analyze(headers.as_bytes())).unwrap(),
+            "what signet analyze --json prints"
+        );
+    }
+    let stranger = f.call("POST", "/api/v1/analyze", None, headers).await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
+    let empty = f
+        .call("POST", "/api/v1/analyze", Some(&f.admin), "\r\n")
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(message(&empty).starts_with("body: "), "{}", message(&empty));
+    let huge = format!("{headers}\r\n{}", "a".repeat(BODY_LIMIT));
+    let too_large = f
+        .call("POST", "/api/v1/analyze", Some(&f.admin), &huge)
+        .await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
