@@ -4,9 +4,9 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use signet_app::{ApiToken, Clock, Dns, Service};
-use signet_keys::TokenScope;
+use signet_keys::{DomainName, TokenScope};
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, input};
 
 /// The token a request was made with. As an extractor it answers 401 to a request without a
 /// known token, before anything else is looked at.
@@ -18,6 +18,18 @@ pub(crate) struct Caller {
 impl Caller {
     pub(crate) fn scope(&self) -> &TokenScope {
         &self.token.scope
+    }
+
+    /// The domain in a request's path, once this token may see it: a malformed name is a 400
+    /// naming `domain`, another tenant's domain the same 404 as an absent one.
+    pub(crate) async fn visible_domain<D: Dns + Clone, C: Clock + Clone>(
+        &self,
+        state: &ApiState<D, C>,
+        raw: &str,
+    ) -> Result<DomainName, ApiError> {
+        let domain = input::domain("domain", raw)?;
+        state.service.visible_domain(self.scope(), &domain).await?;
+        Ok(domain)
     }
 
     /// The use-cases acting for this token: the audit log names it `token:NAME`.

@@ -132,11 +132,7 @@ pub(crate) async fn remove_domain<D: Dns + Clone, C: Clock + Clone>(
     State(state): State<ApiState<D, C>>,
     Path(domain): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     caller.service(&state).remove_domain(&domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -50,11 +50,7 @@ pub(crate) async fn get<D: Dns + Clone, C: Clock + Clone>(
     State(state): State<ApiState<D, C>>,
     Path(domain): Path<String>,
 ) -> Answer {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     let views = state.service.configs(Some(&domain)).await?;
     let view = views
         .first()
@@ -70,11 +66,7 @@ pub(crate) async fn set<D: Dns + Clone, C: Clock + Clone>(
     Path(domain): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     let options = input::set_options(&read(body)?)?;
     let config = caller.service(&state).set(&domain, options).await?;
     Ok(Json(show(&state, &DkimView::Configured(config))))
@@ -88,11 +80,7 @@ pub(crate) async fn new<D: Dns + Clone, C: Clock + Clone>(
     Path(domain): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     let options = input::new_options(&read(body)?)?;
     let config = caller.service(&state).new_config(&domain, options).await?;
     Ok((
@@ -107,11 +95,7 @@ pub(crate) async fn remove<D: Dns + Clone, C: Clock + Clone>(
     State(state): State<ApiState<D, C>>,
     Path(domain): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     caller.service(&state).remove_config(&domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -123,11 +107,7 @@ pub(crate) async fn rotate<D: Dns + Clone, C: Clock + Clone>(
     Path(domain): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     let key_size = input::rotate_options(&read(body)?)?;
     let config = caller.service(&state).rotate(&domain, key_size).await?;
     Ok(Json(show(&state, &DkimView::Configured(config))))
@@ -139,11 +119,7 @@ pub(crate) async fn records<D: Dns + Clone, C: Clock + Clone>(
     State(state): State<ApiState<D, C>>,
     Path(domain): Path<String>,
 ) -> Answer {
-    let domain = input::domain("domain", &domain)?;
-    state
-        .service
-        .visible_domain(caller.scope(), &domain)
-        .await?;
+    let domain = caller.visible_domain(&state, &domain).await?;
     let records = state.service.records(&domain).await?;
     Ok(Json(records_json(&records, state.records_ttl)))
 }
