@@ -117,7 +117,7 @@ async fn idle(mut stream: TcpStream) -> Vec<u8> {
 /// The soak of issue 14: 1,000 connections flooding NOOPs without reading and 200 idle ones,
 /// while a normal client keeps sending mail. Every attacker must be closed within (a generous
 /// bound on) its deadline, and the normal client served all along, each session well before
-/// any attacker's deadline (the test prints the slowest).
+/// any attacker's deadline and within a second (the test prints the slowest).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attackers_are_closed_while_a_normal_client_is_served() {
     const ATTACKERS: usize = 1200;
@@ -154,9 +154,11 @@ async fn attackers_are_closed_while_a_normal_client_is_served() {
     let mut sessions = 0;
     while attackers.iter().any(|a| !a.is_finished()) && started.elapsed() < 10 * timeout {
         let began = Instant::now();
-        let codes = tokio::time::timeout(timeout, normal_session(server))
+        // Served within a second, session after session (a bound on waiting: the sessions take
+        // milliseconds).
+        let codes = tokio::time::timeout(Duration::from_secs(1), normal_session(server))
             .await
-            .expect("the normal client is served while the attack goes on");
+            .expect("the normal client is served within 1 s while the attack goes on");
         assert_eq!(codes, [220, 250, 250, 250, 354, 250, 221]);
         slowest = slowest.max(began.elapsed());
         sessions += 1;
