@@ -13,6 +13,7 @@
 //! ```
 
 mod auth;
+mod connection;
 mod directory;
 mod dkim;
 mod error;
@@ -159,12 +160,15 @@ where
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; requests under way are finished
-/// first.
+/// first. Every read and write has a 30 s deadline (idle kept-alive connections included), and
+/// at most 256 connections are served at once (`connection.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener =
+        connection::LimitedListener::new(listener, connection::ConnectionLimits::default());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
