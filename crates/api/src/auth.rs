@@ -1,4 +1,4 @@
-//! `Authorization: Bearer TOKEN`: who calls, and what they may see.
+//! `Authorization: Bearer TOKEN` (or the web page's session): who calls, and what they may see.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -6,7 +6,9 @@ use axum::http::request::Parts;
 use signet_app::{ApiToken, Clock, Dns, Service};
 use signet_keys::{DomainName, TokenScope};
 
-use crate::{ApiError, ApiState, input};
+use zeroize::Zeroizing;
+
+use crate::{ApiError, ApiState, input, session};
 
 /// The token a request was made with. As an extractor it answers 401 to a request without a
 /// known token, before anything else is looked at.
@@ -46,25 +48,36 @@ impl Caller {
 impl<D: Dns, C: Clock> FromRequestParts<ApiState<D, C>> for Caller {
     type Rejection = ApiError;
 
+    /// The bearer token, or else the web page's session cookie (see `session`: a change needs
+    /// the session's CSRF token too). Either way the token is looked up with `token_for`, so
+    /// a removed token is refused from its next request on.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &ApiState<D, C>,
     ) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer TOKEN"))?;
-        let presented = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header is not Bearer TOKEN")
-            })?;
-        match state.service.token_for(presented).await? {
-            Some(token) => Ok(Caller { token }),
-            None => Err(ApiError::unauthorized("the token is not known")),
+        let (presented, session) = if let Some(header) = parts.headers.get(AUTHORIZATION) {
+            let presented = header
+                .to_str()
+                .ok()
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the Authorization header is not Bearer TOKEN")
+                })?;
+            (Zeroizing::new(presented.to_string()), None)
+        } else {
+            let now = state.service.now();
+            match session::authenticate(&state.sessions, &parts.headers, &parts.method, now)? {
+                Some((id, live)) => (live.token, Some(id)),
+                None => return Err(ApiError::unauthorized("send Authorization: Bearer TOKEN")),
+            }
+        };
+        if let Some(token) = state.service.token_for(&presented).await? {
+            return Ok(Caller { token });
         }
+        if let Some(id) = session {
+            state.sessions.close(&id);
+        }
+        Err(ApiError::unauthorized("the token is not known"))
     }
 }

@@ -42,6 +42,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
     }
 
+    /// 403: a change made with the session cookie but without the session's CSRF token.
+    pub fn forbidden(why: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", why)
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn not_found(why: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", why)
     }

@@ -21,6 +21,8 @@ mod input;
 mod inspect;
 mod metrics;
 mod queue;
+mod session;
+mod web;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use signet_keys::TokenDigest;
 pub use error::ApiError;
 pub use metrics::{CounterSample, RelayCounters};
 pub use queue::{QueueEntry, QueueView};
+pub use session::SESSION_LIFETIME;
 pub use signet_verifier::Verifier;
 
 /// The largest request body accepted; more is refused with 413 before it is read.
@@ -51,6 +54,10 @@ pub struct ApiState<D, C> {
     metrics_token: Option<TokenDigest>,
     queue: Option<Arc<dyn QueueView>>,
     verifier: Option<Arc<Verifier>>,
+    /// The web page's sessions (`session.rs`).
+    sessions: Arc<session::Sessions>,
+    /// Whether the session cookie is `Secure` (the listener is HTTPS).
+    secure_cookies: bool,
 }
 
 impl<D, C> Clone for ApiState<D, C> {
@@ -62,6 +69,8 @@ impl<D, C> Clone for ApiState<D, C> {
             metrics_token: self.metrics_token.clone(),
             queue: self.queue.clone(),
             verifier: self.verifier.clone(),
+            sessions: Arc::clone(&self.sessions),
+            secure_cookies: self.secure_cookies,
         }
     }
 }
@@ -76,6 +85,8 @@ impl<D, C> ApiState<D, C> {
             metrics_token: None,
             queue: None,
             verifier: None,
+            sessions: Arc::default(),
+            secure_cookies: false,
         }
     }
 
@@ -100,6 +111,13 @@ impl<D, C> ApiState<D, C> {
         self
     }
 
+    /// The web page's session cookie carries `Secure` (set when the listener is HTTPS).
+    #[must_use]
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
+    }
+
     /// `/metrics` answers only requests that carry `Authorization: Bearer <token>`
     /// (`[http] metrics_token`); only its digest is kept.
     #[must_use]
@@ -109,7 +127,8 @@ impl<D, C> ApiState<D, C> {
     }
 }
 
-/// The whole HTTP surface: `/api/v1/…`, `/metrics`, `/healthz`, `/readyz`.
+/// The whole HTTP surface: the web page (`/`, `/ui/…`), `/api/v1/…`, `/metrics`, `/healthz`,
+/// `/readyz`; every answer carries the security headers of `web.rs`.
 pub fn router<D, C>(state: ApiState<D, C>) -> Router
 where
     D: Dns + Clone + 'static,
@@ -149,6 +168,15 @@ where
         .route("/verify", post(inspect::verify))
         .route("/analyze", post(inspect::analyze));
     Router::new()
+        .route("/", get(web::page))
+        .route("/ui/app.js", get(web::script))
+        .route("/ui/app.css", get(web::style))
+        .route(
+            "/ui/session",
+            get(web::session)
+                .merge(post(web::sign_in))
+                .merge(delete(web::sign_out)),
+        )
         .nest("/api/v1", api)
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(healthz))
@@ -156,6 +184,7 @@ where
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(web::security_headers))
         .with_state(state)
 }
 

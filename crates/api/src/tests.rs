@@ -54,6 +54,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     service: Arc<TestService>,
     dns: FakeDns,
+    /// The fake clock's seconds, to move time on.
+    clock: Arc<AtomicI64>,
     router: axum::Router,
     admin: String,
     contoso: String,
@@ -88,11 +90,12 @@ impl Fixture {
             rotation_interval: None,
         };
         let dns = FakeDns::default();
+        let clock = Arc::new(AtomicI64::new(1_800_000_000));
         let service = Arc::new(Service::new(
             store,
             MasterKey::generate().unwrap(),
             dns.clone(),
-            FakeClock(Arc::new(AtomicI64::new(1_800_000_000))),
+            FakeClock(Arc::clone(&clock)),
             settings,
             "cli:test",
         ));
@@ -120,6 +123,7 @@ impl Fixture {
             _dir: dir,
             service,
             dns,
+            clock,
             router,
             admin: admin.expose().to_string(),
             contoso: contoso.expose().to_string(),
@@ -166,9 +170,25 @@ impl Fixture {
         token: Option<&str>,
         body: &str,
     ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        self.send_with(method, uri, &headers, body).await
+    }
+
+    /// One request with the given headers, the body as text; every body is scanned.
+    async fn send_with(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
         let mut request = Request::builder().method(method).uri(uri);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = self
             .router
@@ -1338,3 +1358,5 @@ async fn analyze_explains_the_headers_without_dns() {
         .await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+mod web;

@@ -277,6 +277,11 @@ impl<D: Dns, C: Clock> Service<D, C> {
         &self.settings
     }
 
+    /// The time by this service's clock (the web page's sessions expire by it).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
