@@ -342,6 +342,28 @@ impl Browser<'_> {
             .cloned()
     }
 
+    /// Nothing in the page is wider than the window (no sideways scrolling); else names the
+    /// elements whose content spills over.
+    fn assert_fits(&self, what: &str) {
+        let fits = self.run(
+            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;",
+            "",
+        );
+        assert_eq!(
+            fits,
+            json!(true),
+            "{what} is wider than a phone's screen; spilling over: {}",
+            self.run(
+                "return [...document.querySelectorAll('body *')]\
+                   .filter(e => e.scrollWidth > e.clientWidth + 1 \
+                                && getComputedStyle(e).overflowX === 'visible')\
+                   .map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' \
+                             + e.scrollWidth + '>' + e.clientWidth).slice(0, 12).join(', ');",
+                ""
+            )
+        );
+    }
+
     /// The browser console's messages so far.
     fn console(&self) -> Vec<String> {
         self.command("POST", "/se/log", &json!({"type": "browser"}))
@@ -423,6 +445,10 @@ fn the_page_signs_in_enables_rotates_analyzes_and_signs_out_in_chromium() {
     browser.go(&format!("{base}/"));
     browser.wait_visible("#token");
     assert!(!browser.visible("#app"), "nothing but the sign-in form yet");
+    browser.type_into("#token", "not-a-token");
+    browser.click("#sign-in-form button[type=submit]");
+    browser.wait_text("#sign-in-error", "Not signed in: the token is not known");
+    assert!(browser.cookie("signet_session").is_none());
     browser.type_into("#token", &token);
     browser.click("#sign-in-form button[type=submit]");
     browser.wait_visible("#domains tbody tr[data-domain='contoso.com']");
@@ -552,9 +578,16 @@ fn the_page_signs_in_enables_rotates_analyzes_and_signs_out_in_chromium() {
     assert_eq!(config["rotate_on_date"], rotate_on, "nothing changed");
 
     // The header analyzer: what POST /api/v1/analyze explains, shown.
-    let pasted = "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=contoso.com; \
-                  dkim=pass header.d=contoso.com header.s=selector1\n\
-                  Received: from app.contoso.com by mx.example.org; Fri, 4 Dec 2026 10:00:00 +0000\n";
+    let pasted = format!(
+        "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=contoso.com; \
+         dkim=pass header.d=contoso.com header.s=selector1\n\
+         DKIM-Signature: v=1; a=rsa-sha256; d=contoso.com; s=selector1; h=from:to:subject; \
+         bh={}; b={}\n\
+         Received: from app.contoso.com by mx.example.org; Fri, 4 Dec 2026 10:00:00 +0000\n",
+        "A".repeat(44),
+        "Qm9keQ".repeat(56)
+    );
+    let pasted = pasted.as_str();
     let (status, analysis) = api(http_port, "POST", "/api/v1/analyze", &token, pasted);
     assert_eq!(status, 200, "{analysis}");
     browser.click("#tab-analyze");
@@ -589,6 +622,25 @@ fn the_page_signs_in_enables_rotates_analyzes_and_signs_out_in_chromium() {
         json!("tab-dkim")
     );
     assert!(browser.visible("#panel-dkim"));
+
+    // On a phone's width nothing is wider than the screen (tables scroll or stack).
+    browser.command(
+        "POST",
+        "/window/rect",
+        &json!({"width": 390, "height": 844}),
+    );
+    browser.click("#tab-dkim");
+    browser.click("#domains button.open[data-domain='contoso.com']");
+    browser.wait_visible("#pane");
+    browser.assert_fits("the DKIM tab and the pane");
+    browser.click("#tab-analyze");
+    browser.wait_visible("#analysis");
+    browser.assert_fits("the header analyzer");
+    browser.command(
+        "POST",
+        "/window/rect",
+        &json!({"width": 1280, "height": 900}),
+    );
 
     // Sign out: the session is gone, its cookie refused.
     browser.click("#sign-out");

@@ -369,7 +369,7 @@ async function analyze(event) {
       el("h3", {}, h.name, el("span", { class: "hint" }, " (header " + h.position + ")")),
       el("p", { class: "summary" }, h.summary),
       el("p", { class: "value mono" }, h.value),
-      h.items.length ? el("dl", { class: "props" }, h.items.map((i) => [
+      h.items.length ? el("dl", { class: "items" }, h.items.map((i) => [
         el("dt", { class: "mono" }, i.key + "=" + i.value), el("dd", {}, i.meaning)])) : null));
   }
   if (hops.length) {
