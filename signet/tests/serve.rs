@@ -91,7 +91,7 @@ fn the_key_zone_answers_like_an_authoritative_server() {
     };
     let before = serial(port);
     signet.run(&["dkim", "remove", "contoso.com"]).ok();
-    wait_for(Duration::from_secs(1), "the removal to be served", || {
+    wait_for(Duration::from_secs(5), "the removal to be served", || {
         header_status(&dig(port, &["TXT", &name])) == "NXDOMAIN"
     });
     assert_ne!(serial(port), before);
@@ -148,7 +148,7 @@ fn a_rotation_switches_only_when_due_and_visible_over_real_dns() {
     with_settings(
         &signet,
         &[
-            ("delay = \"96h\"", "delay = \"3s\""),
+            ("delay = \"96h\"", "delay = \"10s\""),
             ("retention = \"7d\"", "retention = \"3s\""),
             ("check_interval = \"1h\"", "check_interval = \"1s\""),
             ("ttl = 3600", "ttl = 1"),
@@ -185,16 +185,17 @@ fn a_rotation_switches_only_when_due_and_visible_over_real_dns() {
         .to_string();
 
     // The new TXT is served at once, and verifiers reach it through the customer's CNAME.
-    wait_for(Duration::from_secs(2), "the new key to be served", || {
+    wait_for(Duration::from_secs(8), "the new key to be served", || {
         txt_values(&dig(
             resolver.port,
             &["+short", "TXT", "selector2._domainkey.contoso.com"],
         ))
         .contains(&new_value)
     });
-    // ...but selector1 keeps signing until RotateOnDate (3 s after the rotation).
+    // ...but selector1 keeps signing until RotateOnDate (10 s after the rotation: room for a
+    // loaded machine to see the new key served first).
     assert_eq!(signing(&signet), "selector1");
-    wait_for(Duration::from_secs(15), "the switch to selector2", || {
+    wait_for(Duration::from_secs(30), "the switch to selector2", || {
         signing(&signet) == "selector2"
     });
 
@@ -485,8 +486,19 @@ fn zone_transfers_are_refused_to_strangers_and_garbage_never_stalls_the_server()
         let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         tcp.write_all(&[0xff, 0xff, 1, 2, 3]).unwrap();
     }
-    let soa = dig(port, &["+short", "SOA", ZONE]);
-    assert!(!soa.trim().is_empty(), "a valid query is still answered");
+    // A valid query is still answered. The garbage's FORMERR answers count against the UDP
+    // rate limit (20 a second per /24), so one query in the same second may be dropped or
+    // truncated: wait past it. (dig +short prints its own errors, ";; …", to stdout.)
+    let answered = |out: &str| out.lines().any(|l| !l.is_empty() && !l.starts_with(";;"));
+    let mut soa = String::new();
+    wait_for(
+        Duration::from_secs(10),
+        "a valid query to be answered",
+        || {
+            soa = dig(port, &["+short", "+tries=1", "+time=1", "SOA", ZONE]);
+            answered(&soa)
+        },
+    );
     let tcp = dig(port, &["+tcp", "+short", "SOA", ZONE]);
     assert_eq!(tcp, soa);
 }

@@ -379,7 +379,12 @@ impl Signet {
         wait_for(
             Duration::from_secs(15),
             "signet serve to answer DNS",
-            || dig(dns_port, &["+short", "SOA", zone]).lines().count() > 0,
+            // dig +short prints its own errors (";; connection refused") to stdout too.
+            || {
+                dig(dns_port, &["+short", "SOA", zone])
+                    .lines()
+                    .any(|line| !line.is_empty() && !line.starts_with(";;"))
+            },
         );
         server
     }
